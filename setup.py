@@ -1,0 +1,40 @@
+"""Packaging for mclcr_keras (runtime dependencies live in requirements.txt)."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def _requirements() -> list[str]:
+    lines = (HERE / "requirements.txt").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+setup(
+    name="mclcr_keras",
+    version="0.1.0",
+    description=(
+        "MC-LCR face forgery detection (Wang et al., 2022) in Keras 3 / TensorFlow: "
+        "model, TFRecord converter, training, evaluation and TF Serving export."
+    ),
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mclcr_keras", "mclcr_keras.*"]),
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=_requirements(),
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+            "ruff>=0.6",
+        ],
+        "gpu": ["tensorflow[and-cuda]==2.21.*"],
+    },
+    license="Apache-2.0",
+)
