@@ -1,0 +1,93 @@
+"""The TFRecord schema: encode -> TFRecordWriter -> TFRecordDataset -> parse round trip."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mclcr_keras.data import schema
+
+
+def _face(seed: int, size: int = 48) -> np.ndarray:
+    """A smooth RGB image with distinct channels, so an RGB/BGR swap is caught."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    rgb = np.stack([xx * 4, yy * 3 + 10, (xx + yy) * 2], axis=-1) % 256
+    rgb = rgb + rng.integers(0, 20, size=rgb.shape)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def test_round_trip_through_tfrecord_file(tmp_path):
+    rows = [
+        (_face(0), 0, "000", "original", "ffpp", 0),
+        (_face(1, size=40), 1, "000_003", "Deepfakes", "ffpp", 29),
+        (_face(2), 1, "id/ü-é", "NeuralTextures", "celebdf", 123456789012),
+    ]
+    path = tmp_path / schema.shard_name("fake", 0, 1)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for rgb, label, vid, method, ds, idx in rows:
+            png = schema.encode_image(rgb)
+            writer.write(schema.encode_example(png, label, vid, method, ds, idx))
+
+    got = [schema.parse_example(r) for r in tf.data.TFRecordDataset(str(path))]
+    assert len(got) == len(rows)
+    for feats, (rgb, label, vid, method, ds, idx) in zip(got, rows):
+        assert set(feats) == {"image", "label", "video_id", "method", "dataset", "frame_index"}
+        assert feats["label"].dtype == tf.int64 and int(feats["label"]) == label
+        assert feats["video_id"].numpy().decode("utf-8") == vid
+        assert feats["method"].numpy().decode() == method
+        assert feats["dataset"].numpy().decode() == ds
+        assert int(feats["frame_index"]) == idx
+        pixels = schema.decode_image(feats["image"])
+        assert pixels.dtype == tf.uint8
+        np.testing.assert_array_equal(pixels.numpy(), rgb)  # PNG is pixel exact, RGB order kept
+
+
+def test_batched_parse_and_jpeg_decode():
+    rgb = _face(3, size=64)
+    blobs = [
+        schema.encode_example(schema.encode_image(rgb, "jpeg", jpeg_quality=98), i % 2, f"v{i}",
+                              "m", "d", i)
+        for i in range(4)
+    ]
+    feats = schema.parse_example(tf.constant(blobs))
+    assert feats["label"].shape == (4,)
+    np.testing.assert_array_equal(feats["label"].numpy(), [0, 1, 0, 1])
+    np.testing.assert_array_equal(feats["frame_index"].numpy(), [0, 1, 2, 3])
+    pixels = schema.decode_image(feats["image"][0]).numpy()
+    assert pixels.shape == (64, 64, 3)
+    # Lossy but close, and in RGB order: the channel-swapped image is much further away.
+    err = np.abs(pixels.astype(int) - rgb.astype(int)).mean()
+    err_swapped = np.abs(pixels.astype(int) - rgb[..., ::-1].astype(int)).mean()
+    assert err < 6.0 and err_swapped > 5 * err, (err, err_swapped)
+    # The JPEG bytes really are JPEG (SOI marker), PNG bytes PNG.
+    assert schema.encode_image(rgb, "jpeg")[:2] == b"\xff\xd8"
+    assert schema.encode_image(rgb)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_shard_names():
+    assert schema.SCHEMA_VERSION == 1
+    assert schema.LABEL_NAMES == ("real", "fake")
+    assert schema.shard_name("real", 0, 4) == "real-00000-of-00004.tfrecord"
+    assert schema.shard_name("fake", 12, 100) == "fake-00012-of-00100.tfrecord"
+    assert schema.parse_shard_name("/x/train/fake-00012-of-00100.tfrecord") == ("fake", 12, 100)
+    assert schema.shard_pattern("/r", "val", "real") == "/r/val/real-*-of-*.tfrecord"
+    with pytest.raises(ValueError, match="'other'"):
+        schema.shard_name("other", 0, 1)
+    with pytest.raises(ValueError, match="index=4, count=4"):
+        schema.shard_name("real", 4, 4)
+    with pytest.raises(ValueError, match="not a shard name"):
+        schema.parse_shard_name("real-1-of-4.tfrecord")
+
+
+def test_bad_inputs_raise_with_value():
+    png = schema.encode_image(_face(0))
+    with pytest.raises(ValueError, match="got 2"):
+        schema.encode_example(png, 2, "v", "m", "d", 0)
+    with pytest.raises(ValueError, match="got -1"):
+        schema.encode_example(png, 0, "v", "m", "d", -1)
+    with pytest.raises(ValueError, match="non-empty"):
+        schema.encode_example(b"", 0, "v", "m", "d", 0)
+    with pytest.raises(ValueError, match="float32"):
+        schema.encode_image(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="'bmp'"):
+        schema.encode_image(np.zeros((8, 8, 3), np.uint8), "bmp")
