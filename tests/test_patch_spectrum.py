@@ -154,3 +154,15 @@ def test_mixed_bfloat16_keeps_the_fft_in_float32(mixed_bfloat16):
     naive = np.abs(numpy_patch_spectra(gray_bf16, 16)).astype(np.float32)
     naive = tf.cast(tf.cast(naive, tf.bfloat16), tf.float32).numpy()
     assert np.mean(naive != np.asarray(rounded)) > 0.1
+
+
+def test_flat_patches_give_zero_phase_and_finite_input_gradients():
+    # Every AC coefficient of a flat patch is exactly 0, where atan2's gradient is 0/0.
+    x = tf.Variable(np.full((1, 32, 32, 3), 128.0, np.float32))
+    with tf.GradientTape() as tape:
+        amplitude, phase = PatchSpectrum(patch_size=16)(x)
+        total = tf.reduce_sum(amplitude) + tf.reduce_sum(phase)
+    grad = tape.gradient(total, x)
+    np.testing.assert_array_equal(np.asarray(amplitude)[..., 1:], 0.0)
+    np.testing.assert_array_equal(np.asarray(phase), 0.0)
+    assert np.all(np.isfinite(np.asarray(grad)))

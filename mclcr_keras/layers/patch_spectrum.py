@@ -20,7 +20,8 @@ class PatchSpectrum(keras.layers.Layer):
     `0.299 R + 0.587 G + 0.114 B` divided by 255, cuts the image into `N = H*W/P^2`
     non-overlapping patches in row-major order (patch `r * (W/P) + c` is the block at row `r`,
     column `c`), takes `F = fft2d(patch) / P^2` of each one, and returns the amplitude `|F|` and
-    the phase `atan2(Im F, Re F)`, both flattened row-major to `P*P` values. The FFT always runs
+    the phase `atan2(Im F, Re F)` (0 for an exactly zero coefficient), both flattened row-major
+    to `P*P` values. The FFT always runs
     in float32/complex64 (input autocasting is off, so pixels are not rounded to a low precision
     dtype first); the outputs are cast to the layer's compute dtype.
 
@@ -84,7 +85,14 @@ class PatchSpectrum(keras.layers.Layer):
         spectrum = tf.signal.fft2d(tf.complex(patches, tf.zeros_like(patches)))
         spectrum = spectrum / tf.complex(float(p * p), 0.0)
         amplitude = tf.math.abs(spectrum)
-        phase = tf.math.atan2(tf.math.imag(spectrum), tf.math.real(spectrum))
+        real, imag = tf.math.real(spectrum), tf.math.imag(spectrum)
+        # atan2's gradient is 0/0 at an exactly zero coefficient (every AC term of a flat
+        # patch); evaluate it at (1, 0) there instead: phase 0, finite gradient.
+        nonzero = real * real + imag * imag > 0.0
+        phase = tf.math.atan2(
+            tf.where(nonzero, imag, tf.zeros_like(imag)),
+            tf.where(nonzero, real, tf.ones_like(real)),
+        )
         amplitude = tf.reshape(amplitude, (batch, rows * cols, p * p))
         phase = tf.reshape(phase, (batch, rows * cols, p * p))
         return (
