@@ -21,8 +21,9 @@ class MixerBlock(keras.layers.Layer):
     - channel mixing: `out = y + W4 GELU(W3 LN2(y))`, an MLP along the channel axis
       (D -> channels_mlp_dim -> D) shared across tokens.
 
-    The two halves have their own LayerNorm. GELU is the exact (erf) form, as in the MLP-Mixer
-    reference code. Dropout, if any, follows each GELU and each MLP's output projection.
+    The two halves have their own LayerNorm. GELU is the exact (erf) form, as in PyTorch's
+    `nn.GELU` and timm's Mixer (the original JAX code uses flax's tanh approximation; the two
+    differ by < 1e-3). Dropout, if any, follows each GELU and each MLP's output projection.
 
     Reference: Wang et al., "MC-LCR: Multi-modal contrastive classification by locally correlated
     representations for effective face forgery detection", KBS 2022 (arXiv:2110.03290),
