@@ -1,5 +1,12 @@
 """Data: the TFRecord schema (`schema`) and the tf.data readers (`pipeline`)."""
 
+from mclcr_keras.data.pipeline import (
+    CorruptShardError,
+    count_records,
+    list_shards,
+    make_dataset,
+    scan_shard,
+)
 from mclcr_keras.data.schema import (
     FEATURE_SPEC,
     LABEL_NAMES,
@@ -15,6 +22,11 @@ from mclcr_keras.data.schema import (
 )
 
 __all__ = [
+    "CorruptShardError",
+    "count_records",
+    "list_shards",
+    "make_dataset",
+    "scan_shard",
     "FEATURE_SPEC",
     "LABEL_NAMES",
     "METADATA_KEYS",
