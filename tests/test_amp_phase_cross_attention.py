@@ -159,3 +159,22 @@ def test_matches_numpy_cross_attention(num_heads, key_dim):
     # The two streams really attend across modalities: swapping the inputs changes both outputs.
     swapped_at, _ = layer([phase, amplitude])
     assert not np.allclose(np.asarray(swapped_at), np.asarray(pt))
+
+
+def test_mixed_bfloat16_policy_reaches_the_sublayers():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = AmpPhaseCrossAttention(num_heads=4)
+        at, pt = layer(_inputs(5))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert at.dtype == tf.bfloat16 and pt.dtype == tf.bfloat16
+    assert layer.amplitude_attention.compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in layer.weights)
+    reference = AmpPhaseCrossAttention(num_heads=4, dtype="float32")
+    reference(_inputs(5))
+    reference.set_weights(layer.get_weights())
+    np.testing.assert_allclose(
+        np.asarray(tf.cast(at, tf.float32)), np.asarray(reference(_inputs(5))[0]), atol=0.1
+    )

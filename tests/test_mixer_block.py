@@ -139,3 +139,22 @@ def test_matches_numpy_mixer_layer():
     # The block uses the exact (erf) GELU: the tanh approximation misses by far more.
     approximate = numpy_mixer_block(x, block, gelu=numpy_tanh_gelu)
     assert np.max(np.abs(np.asarray(block(x)) - approximate)) > 1e-4
+
+
+def test_mixed_bfloat16_policy_reaches_the_sublayers():
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        block = MixerBlock(tokens_mlp_dim=8, channels_mlp_dim=8)
+        out = block(_tokens(5))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert out.dtype == tf.bfloat16
+    assert block.token_dense_2.compute_dtype == "bfloat16"
+    assert all(w.dtype == "float32" for w in block.weights)
+    reference = MixerBlock(tokens_mlp_dim=8, channels_mlp_dim=8, dtype="float32")
+    reference(_tokens(5))
+    reference.set_weights(block.get_weights())
+    np.testing.assert_allclose(
+        np.asarray(tf.cast(out, tf.float32)), np.asarray(reference(_tokens(5))), atol=0.1
+    )

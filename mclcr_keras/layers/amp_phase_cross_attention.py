@@ -43,7 +43,7 @@ class AmpPhaseCrossAttention(keras.layers.Layer):
         >>> layer = AmpPhaseCrossAttention(num_heads=4)
         >>> e = np.random.rand(2, 16, 256).astype("float32")
         >>> at, pt = layer([e, e])
-        >>> at.shape
+        >>> tuple(at.shape)
         (2, 16, 256)
     """
 

@@ -38,7 +38,7 @@ class MixerBlock(keras.layers.Layer):
 
     Example:
         >>> block = MixerBlock(tokens_mlp_dim=256, channels_mlp_dim=256)
-        >>> block(np.random.rand(2, 16, 256).astype("float32")).shape
+        >>> tuple(block(np.random.rand(2, 16, 256).astype("float32")).shape)
         (2, 16, 256)
     """
 

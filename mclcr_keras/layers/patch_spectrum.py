@@ -38,7 +38,7 @@ class PatchSpectrum(keras.layers.Layer):
 
     Example:
         >>> amplitude, phase = PatchSpectrum(patch_size=16)(np.zeros((2, 64, 64, 3), "float32"))
-        >>> amplitude.shape
+        >>> tuple(amplitude.shape)
         (2, 16, 256)
     """
 
