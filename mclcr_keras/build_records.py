@@ -55,8 +55,15 @@ class UsageError(Exception):
 # ------------------------------------------------------------------------------ arguments
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"build_records: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m mclcr_keras.build_records",
         description=(
             "Turn a face-forgery dataset into sharded TFRecords of aligned face crops "
