@@ -39,7 +39,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mclcr_keras.data.sbi import self_blend
+from mclcr_keras.data.sbi import SelfBlendConfig, self_blend
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +188,7 @@ def make_demo_folder(
     image_size: int = 320,
     seed: int = 0,
     overwrite: bool = False,
+    sbi_config: SelfBlendConfig | None = None,
 ) -> Path:
     """Writes the demo dataset (folder layout for ``build_records folder``) and returns its root.
 
@@ -202,6 +203,8 @@ def make_demo_folder(
         seed: everything is a deterministic function of the seed.
         overwrite: replace an existing demo folder (one holding ``demo_data.json``); other
             non-empty folders are never deleted.
+        sbi_config: parameters of the self-blended fakes (e.g. ``SelfBlendConfig(blend_ratios=
+            (1.0,))`` for easier fakes); the paper-like defaults when ``None``.
 
     Returns:
         ``Path(out_dir)``.
@@ -225,6 +228,7 @@ def make_demo_folder(
                 + (" (it is not a demo folder, so overwrite will not delete it)" if overwrite
                    else " or pass overwrite=True / --overwrite")
             )
+    sbi_config = sbi_config or SelfBlendConfig()
     start = time.perf_counter()
     sources = _default_sources()
     partial = out.with_name(out.name + ".partial")
@@ -248,7 +252,8 @@ def make_demo_folder(
                     if label == 1:
                         # One manipulation per video: the same blend seed for every frame.
                         lm = src.landmarks @ matrix[:, :2].T + matrix[:, 2]
-                        frame, _ = self_blend(frame, lm, np.random.default_rng(blend_seed))
+                        frame, _ = self_blend(frame, lm, np.random.default_rng(blend_seed),
+                                              sbi_config)
                     _write_png(folder / f"{f:04d}.png", _add_noise(frame, plan.noise, rng))
                 videos.append({"split": split, "label": cls, "video_id": video_id,
                                "source": src.name, "frames": frames_per_video,
@@ -260,6 +265,7 @@ def make_demo_folder(
         "image_size": image_size,
         "sources": {src.name: src.origin for src in sources},
         "fakes": "self-blended images (Shiohara & Yamasaki, CVPR 2022), mclcr_keras.data.sbi",
+        "sbi_config": dataclasses.asdict(sbi_config),
         "videos": videos,
     }
     (partial / INFO_FILE).write_text(json.dumps(info, indent=1))

@@ -8,6 +8,7 @@ import pytest
 
 from mclcr_keras import demo_data
 from mclcr_keras.data.faces import FaceAligner
+from mclcr_keras.data.sbi import SelfBlendConfig
 from mclcr_keras.data.sources import list_items
 
 VIDEOS, FRAMES, SIZE = 2, 2, 256
@@ -47,6 +48,7 @@ def test_layout_counts_and_labels(demo):
                     for c in demo_data.CLASSES}
         assert by_class["real"] == by_class["fake"]
     assert "public domain" in info["sources"]["grace_hopper"]
+    assert info["sbi_config"]["blend_ratios"] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
 
 
 def test_folder_source_reads_it(demo):
@@ -123,3 +125,15 @@ def test_cli_writes_and_overwrites_demo_folder(tmp_path, capsys):
     assert demo_data.main(args + ["--overwrite", "--seed", "3"]) == 0
     assert json.loads((out / "demo_data.json").read_text())["seed"] == 3
     assert not (tmp_path / "cli.partial").exists()
+
+
+def test_sbi_config_changes_only_the_fakes(tmp_path):
+    kwargs = dict(videos_per_class=1, frames_per_video=1, image_size=192, seed=4)
+    default = demo_data.make_demo_folder(tmp_path / "a", **kwargs)
+    strong = demo_data.make_demo_folder(
+        tmp_path / "b", sbi_config=SelfBlendConfig(blend_ratios=(1.0,), rgb_shift_p=1.0), **kwargs)
+    for a, b in zip(frames_of(default), frames_of(strong), strict=True):
+        same = a.read_bytes() == b.read_bytes()
+        assert same == ("/real/" in a.as_posix()), a
+    info = json.loads((strong / "demo_data.json").read_text())
+    assert info["sbi_config"]["blend_ratios"] == [1.0]
