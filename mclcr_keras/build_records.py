@@ -472,6 +472,9 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
     os.makedirs(work_dir, exist_ok=True)
     _check_resume_config(work_dir, _content_config(args))
     journal = shards.Journal(work_dir)
+    if shards.is_finalizing(work_dir):  # interrupted while renaming: every input is done
+        journal.close()
+        return _finish(target, work_dir, journal, args, time.time())
     streams = shards.ShardStreams(work_dir, journal, int(args.shard_mb * (1 << 20)))
     todo = [item for item in items if item.key not in journal.done]
     if len(todo) < len(items):
@@ -500,6 +503,14 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
     finally:
         bar.close()
         journal.close()
+    return _finish(target, work_dir, journal, args, started)
+
+
+def _finish(target: str, work_dir: str, journal, args: argparse.Namespace,
+            started: float) -> int:
+    """Final shard names, tables, dataset.json; removes the work directory."""
+    from mclcr_keras.data import manifest, schema, shards
+
     frames, videos, failures, shard_names = shards.finalize(target, work_dir, journal,
                                                            schema.shard_name)
     arguments = dict(_content_config(args), workers=args.workers,

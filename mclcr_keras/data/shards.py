@@ -13,8 +13,9 @@ How a build survives ``kill -9`` (see ``docs/build_records.md``):
    files are deleted and the videos not done are converted again, in the same order: each stream
    receives the same videos in the same order as in an uninterrupted run, so the shards come out
    byte-identical.
-4. `finalize` renames the shards to their final names (now that the count per stream is known)
-   and hands back the rows with final shard names. It is idempotent.
+4. `finalize` (once every input is done) writes a ``FINALIZING`` marker, renames the shards to
+   their final names (now that the count per stream is known) and hands back the rows with final
+   shard names. It is idempotent: an interrupted finalize is simply run again.
 
 TensorFlow is imported only when a shard is opened (the writer runs in the parent process).
 
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
 SHARDS = "shards"
+FINALIZING = "FINALIZING"
 _SEQ_RE = re.compile(r"^(real|fake)-(\d{5})\.tfrecord$")
 
 
@@ -187,6 +189,9 @@ class ShardStreams:
             journaled.add(entry["file"])
             stream = (entry["split"], entry["label"])
             self._next[stream] = max(self._next.get(stream, 0), entry["seq"] + 1)
+        for entry in self.journal.shards:
+            if not os.path.isfile(os.path.join(self.root, entry["file"])):
+                raise JournalError(f"journaled shard {entry['file']} is missing from {self.root}")
         if not os.path.isdir(self.root):
             return
         for split in os.listdir(self.root):
@@ -196,9 +201,6 @@ class ShardStreams:
                 if relative not in journaled:
                     logger.info("removing unfinished shard %s", os.path.join(directory, name))
                     os.remove(os.path.join(directory, name))
-        for entry in self.journal.shards:
-            if not os.path.isfile(os.path.join(self.root, entry["file"])):
-                raise JournalError(f"journaled shard {entry['file']} is missing from {self.root}")
 
     def add_video(
         self,
@@ -270,6 +272,10 @@ def finalize(
         videos.csv rows, failures.csv rows (each sorted deterministically), and
         ``{split: {label: [shard names]}}``.
     """
+    marker = os.path.join(work_dir, FINALIZING)
+    with open(marker, "w") as handle:  # from here on, shards leave the work directory
+        handle.flush()
+        os.fsync(handle.fileno())
     entries: dict[tuple[str, str], list[dict]] = {}
     for entry in journal.shards:
         entries.setdefault((entry["split"], entry["label"]), []).append(entry)
@@ -299,6 +305,11 @@ def finalize(
     videos.sort(key=lambda v: v["key"])
     failures.sort(key=lambda f: (f["input"], f["reason"]))
     return frames, videos, failures, shards
+
+
+def is_finalizing(work_dir: str) -> bool:
+    """True when a `finalize` started in ``work_dir`` (every input was done): run it again."""
+    return os.path.exists(os.path.join(work_dir, FINALIZING))
 
 
 def list_work_shards(work_dir: str) -> list[str]:
