@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 from collections.abc import Iterator
@@ -92,8 +93,29 @@ def _open(path: str | os.PathLike) -> cv2.VideoCapture:
     capture = cv2.VideoCapture(path)
     if not capture.isOpened():
         capture.release()
-        raise MediaError("not a video: OpenCV/FFmpeg cannot open it (corrupt or wrong format)", path)
+        raise MediaError(_unopenable_reason(path), path)
     return capture
+
+
+# Leading bytes of the containers FFmpeg reads: a file that starts like one but does not open is
+# truncated or corrupt (e.g. an mp4 cut before its "moov" index), otherwise it is not a video.
+_CONTAINER_MAGIC = (b"RIFF", b"\x1aE\xdf\xa3", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"0&\xb2u")
+
+
+def _unopenable_reason(path: str) -> str:
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or head.startswith(
+        _CONTAINER_MAGIC
+    ):
+        return "truncated or corrupt video: FFmpeg cannot read its header"
+    try:
+        # final=False: the 512-byte cut may split a multi-byte character
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        is_text = b"\x00" not in head
+    except UnicodeDecodeError:
+        is_text = False
+    return "not a video: text file" if is_text else "not a video: unknown format"
 
 
 def _count_frames(path: str | os.PathLike) -> int:
