@@ -1,0 +1,572 @@
+"""The converter CLI end to end: real FF++ videos, synthetic Celeb-DF/DFDC/folder layouts made
+from real face photos, bad inputs, resume after kill -9, partitions + merge."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+from skimage import data as skdata
+
+from mclcr_keras import build_records
+from mclcr_keras.data import make_dataset, schema, sources
+from mclcr_keras.data.faces import FaceAligner
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------- fixtures
+
+
+def _faces() -> list[np.ndarray]:
+    """Two public-domain face photos, cropped to the head (the face fills ~55% of the side)."""
+    path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
+    heads = []
+    for image in (cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB), skdata.astronaut()):
+        x0, y0, x1, y1 = FaceAligner().detect(image)[0]
+        cx, cy, half = (x0 + x1) // 2, (y0 + y1) // 2, int(0.9 * (x1 - x0))
+        heads.append(np.ascontiguousarray(image[max(0, cy - half):cy + half,
+                                                max(0, cx - half):cx + half]))
+    return heads
+
+
+FACES = _faces()
+
+
+def make_video(path: Path, face: int | None, frames: int = 6, seed: int = 0,
+               size=(240, 180)) -> Path:
+    """An mp4 of a real face photo jittered around a grey frame (or noise if face is None)."""
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+    small = None
+    if face is not None:
+        image = FACES[face]
+        scale = size[1] / image.shape[0] * 0.9
+        small = cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)),
+                           interpolation=cv2.INTER_AREA)
+    for _ in range(frames):
+        if small is None:
+            frame = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        else:
+            frame = np.full((size[1], size[0], 3), 90 + int(rng.integers(0, 60)), np.uint8)
+            dx = int(rng.integers(0, size[0] - small.shape[1] + 1))
+            dy = int(rng.integers(0, size[1] - small.shape[0] + 1))
+            frame[dy:dy + small.shape[0], dx:dx + small.shape[1]] = small
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    return path
+
+
+def run(argv, capsys=None) -> int:
+    return build_records.main([str(a) for a in argv])
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def record_counts(out: Path, image_size: int) -> Counter:
+    """(split, method, video_id) -> frames read back with the schema's parser, shard by shard."""
+    import tensorflow as tf
+
+    counts: Counter = Counter()
+    for shard in sorted(out.glob("*/*.tfrecord")):
+        label_name, _, _ = schema.parse_shard_name(shard.name)
+        for record in tf.data.TFRecordDataset(str(shard)):
+            features = schema.parse_example(record)
+            assert schema.LABEL_NAMES[int(features["label"])] == label_name
+            image = schema.decode_image(features["image"])
+            assert tuple(image.shape) == (image_size, image_size, 3)
+            counts[(shard.parent.name, features["method"].numpy().decode(),
+                    features["video_id"].numpy().decode())] += 1
+    return counts
+
+
+def pipeline_counts(out: Path, image_size: int) -> Counter:
+    """(split, method, video_id) -> frames read back through the training pipeline's reader."""
+    counts: Counter = Counter()
+    for split in ("train", "val", "test"):
+        if not (out / split).is_dir():
+            continue
+        dataset = make_dataset(str(out), split, training=False, with_metadata=True,
+                               image_size=image_size, batch_size=64)
+        for images, labels, meta in dataset:
+            assert images.shape[1:] == (image_size, image_size, 3)
+            for method, video_id in zip(meta["method"].numpy(), meta["video_id"].numpy()):
+                counts[(split, method.decode(), video_id.decode())] += 1
+    return counts
+
+
+def manifest_counts(rows) -> Counter:
+    return Counter((r["split"], r["method"], r["video_id"]) for r in rows)
+
+
+def frame_keys(rows) -> list[tuple]:
+    return sorted((r["dataset"], r["method"], r["video_id"], int(r["frame_index"]), r["split"],
+                   r["label"], r["box"], r["landmarks"]) for r in rows)
+
+
+@pytest.fixture(scope="module")
+def many_videos(tmp_path_factory) -> Path:
+    """ROOT/real and ROOT/fake with 12 face videos each (hash split), for resume/partitions."""
+    root = tmp_path_factory.mktemp("many")
+    for i in range(12):
+        make_video(root / "real" / f"r{i:02d}.mp4", 0, frames=6, seed=i)
+        make_video(root / "fake" / f"f{i:02d}.mp4", 1, frames=6, seed=100 + i)
+    return root
+
+
+MANY_OPTIONS = ["--frames", "6", "--size", "64", "--shard-mb", "0.02", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def many_reference(many_videos, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "out"
+    status = run(["folder", "--root", many_videos, "--out", out, "--workers", "2",
+                  *MANY_OPTIONS])
+    assert status == 0
+    return out
+
+
+# ------------------------------------------------------------------------------ CLI basics
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_records.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for word in ("ffpp", "celebdf", "dfdc", "folder", "merge", "--resume", "--num-partitions",
+                 "--crop", "Exit status"):
+        assert word in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ffpp", "--out", "{tmp}/o"], "--root is required for source ffpp"),
+    (["kinetics", "--root", "{tmp}", "--out", "{tmp}/o"], "invalid choice: 'kinetics'"),
+    (["ffpp", "--root", "{tmp}/nope", "--out", "{tmp}/o"], "--root {tmp}/nope is not a directory"),
+    (["ffpp", "--root", "{ffpp}", "--splits-dir", "{tmp}/splits", "--out", "{tmp}/o"],
+     "missing FF++ split file {tmp}/splits/val.json"),
+    (["folder", "--root", "{tmp}", "--out", "{tmp}/o", "--frames", "0"],
+     "--frames must be >= 1, got 0"),
+    (["folder", "--root", "{tmp}", "--out", "{tmp}/o", "--num-partitions", "2"],
+     "--num-partitions 2 needs --partition 0..1"),
+])
+def test_usage_errors_are_one_line(argv, message, tmp_path, ffpp_mini, capsys):
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train.json").write_text("[]")
+    fill = {"tmp": str(tmp_path), "ffpp": str(ffpp_mini)}
+    with pytest.raises(SystemExit) if "invalid choice" in message else _no_raise() as raised:
+        status = build_records.main([a.format(**fill) for a in argv])
+    if raised is not None and getattr(raised, "value", None) is not None:
+        status = raised.value.code
+    err = capsys.readouterr().err
+    assert status == 2
+    lines = [line for line in err.splitlines() if line.startswith("build_records")]
+    assert len(lines) == 1 and message.format(**fill) in lines[0], err
+    assert "Traceback" not in err
+
+
+class _no_raise:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_cli_subprocess_error_has_no_traceback(tmp_path):
+    completed = subprocess.run(
+        [sys.executable, "-m", "mclcr_keras.build_records", "dfdc", "--out", str(tmp_path)],
+        capture_output=True, text=True, cwd=PROJECT, timeout=60)
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == "build_records: error: --root is required for source dfdc"
+
+
+@pytest.mark.parametrize("image_format", ["png", "jpeg"])
+def test_worker_encoding_matches_schema(image_format):
+    rgb = cv2.resize(FACES[1], (64, 64))
+    assert build_records.encode_crop(rgb, image_format, 90) == schema.encode_image(
+        rgb, image_format, 90)
+
+
+# ------------------------------------------------------------- layouts and bad inputs, e2e
+
+
+def test_folder_layout_with_bad_inputs(tmp_path, capsys):
+    root = tmp_path / "data"
+    make_video(root / "real" / "hopper.mp4", 0, frames=5)
+    frames_dir = root / "real" / "seq01"
+    frames_dir.mkdir(parents=True)
+    for i in range(5):
+        cv2.imwrite(str(frames_dir / f"{i:04d}.png"),
+                    cv2.resize(FACES[0], (200, 234))[..., ::-1])
+    (root / "fake").mkdir()
+    cv2.imwrite(str(root / "fake" / "still.jpg"), cv2.resize(FACES[1], (220, 220))[..., ::-1])
+    make_video(root / "fake" / "astro.mp4", 1, frames=5, seed=3)
+    (root / "fake" / "zero.mp4").write_bytes(b"")
+    (root / "fake" / "text.mp4").write_text("this is not a video\n")
+    whole = (root / "fake" / "astro.mp4").read_bytes()
+    (root / "fake" / "truncated.mp4").write_bytes(whole[: len(whole) // 3])
+    make_video(root / "fake" / "noise.mp4", None, frames=5, seed=7)
+    (root / "real" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    out = tmp_path / "out"
+    status = run(["folder", "--root", root, "--out", out, "--frames", "4", "--size", "64",
+                  "--workers", "2", "--quiet"])
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert status == build_records.EXIT_FAILED_INPUTS == 3
+    assert summary.startswith("build_records: converted 4 of 9 inputs")
+    assert "5 failed (see " in summary and str(out / "failures.csv") in summary
+    failures = {os.path.basename(r["input"]): r["reason"] for r in read_csv(out / "failures.csv")}
+    assert set(failures) == {"zero.mp4", "text.mp4", "truncated.mp4", "noise.mp4", "broken.jpg"}
+    assert failures["zero.mp4"] == "empty file (0 bytes)"
+    assert failures["text.mp4"].startswith("not a video")
+    assert failures["noise.mp4"] == "no face found in any of the 4 sampled frames"
+    assert failures["broken.jpg"].startswith("not an image")
+    assert failures["truncated.mp4"]
+    rows = read_csv(out / "manifest.csv")
+    expected = {i.video_id: i for i in sources.list_items("folder", str(root))}
+    per_video = Counter(r["video_id"] for r in rows)
+    assert set(per_video) == {"hopper", "seq01", "still", "astro"}
+    assert per_video["still"] == 1 and per_video["seq01"] == 4
+    for row in rows:
+        item = expected[row["video_id"]]
+        assert (row["split"], int(row["label"]), row["method"]) == \
+            (item.split, item.label, item.method)
+    videos = {r["video_id"]: r for r in read_csv(out / "videos.csv")}
+    assert len(videos) == 9 and videos["noise"]["status"] == "failed"
+    assert videos["noise"]["frames_sampled"] == "4" and videos["noise"]["frames_with_face"] == "0"
+    for vid in per_video:
+        assert int(videos[vid]["frames_with_face"]) == per_video[vid]
+    assert record_counts(out, 64) == manifest_counts(rows)
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["schema_version"] == schema.SCHEMA_VERSION
+    assert info["counts"]["totals"]["frames"] == len(rows)
+    assert info["counts"]["totals"]["failed"] == 5
+    assert set(info["versions"]) >= {"tensorflow", "keras", "dlib", "opencv", "numpy"}
+    assert info["arguments"]["frames"] == 4 and info["arguments"]["source"] == "folder"
+    assert not (out / ".work").exists()
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+def _celebdf_layout(root: Path) -> None:
+    from mclcr_keras.data import splits
+
+    held = [f"id{n}" for n in range(60) if splits.stable_fraction(f"celebdf/id{n}") < 0.14 / 0.86]
+    kept = [f"id{n}" for n in range(60) if f"id{n}" not in held]
+    h, k, k2 = held[0], kept[0], kept[1]
+    make_video(root / "Celeb-real" / f"{h}_0000.mp4", 0, 4, seed=1)
+    make_video(root / "Celeb-real" / f"{k}_0000.mp4", 0, 4, seed=2)
+    make_video(root / "Celeb-real" / f"{k2}_0001.mp4", 0, 4, seed=3)
+    make_video(root / "YouTube-real" / "00007.mp4", 1, 4, seed=4)
+    make_video(root / "Celeb-synthesis" / f"{k}_{h}_0000.mp4", 1, 4, seed=5)
+    make_video(root / "Celeb-synthesis" / f"{k}_{k2}_0000.mp4", 0, 4, seed=6)
+    make_video(root / "Celeb-synthesis" / f"{k2}_{k}_0002.mp4", 1, 4, seed=7)
+    (root / "List_of_testing_videos.txt").write_text(
+        f"1 Celeb-real/{k2}_0001.mp4\n0 Celeb-synthesis/{k2}_{k}_0002.mp4\n")
+
+
+def _dfdc_layout(root: Path) -> None:
+    metadata = {}
+    for i in range(3):
+        real = f"real{i}"
+        make_video(root / "part_0" / f"{real}.mp4", 0, 4, seed=i)
+        metadata[f"{real}.mp4"] = {"label": "REAL", "split": "train", "original": None}
+        for j in range(2):
+            make_video(root / "part_0" / f"fake{i}{j}.mp4", 1, 4, seed=10 * i + j)
+            metadata[f"fake{i}{j}.mp4"] = {"label": "FAKE", "split": "train",
+                                           "original": f"{real}.mp4"}
+    (root / "part_0" / "metadata.json").write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize("source, layout", [("celebdf", _celebdf_layout), ("dfdc", _dfdc_layout)])
+def test_celebdf_and_dfdc_layouts(source, layout, tmp_path):
+    root = tmp_path / source
+    layout(root)
+    out = tmp_path / "out"
+    status = run([source, "--root", root, "--out", out, "--frames", "3", "--size", "64",
+                  "--workers", "2", "--quiet"])
+    assert status == 0
+    items = {(i.method, i.video_id): i for i in sources.list_items(source, str(root))}
+    rows = read_csv(out / "manifest.csv")
+    videos = {(v["method"], v["video_id"]): v for v in read_csv(out / "videos.csv")}
+    assert set(videos) == set(items)
+    per_video = Counter((r["method"], r["video_id"]) for r in rows)
+    for key, video in videos.items():  # 3 sampled; a frame without a face is counted, not kept
+        assert video["frames_sampled"] == "3" and int(video["frames_with_face"]) \
+            == per_video[key] >= 2
+    for row in rows:
+        item = items[(row["method"], row["video_id"])]
+        assert (row["split"], int(row["label"]), row["dataset"]) == \
+            (item.split, item.label, source)
+        assert len(row["box"].split()) == 4 and len(row["landmarks"].split()) == 10
+    if source == "celebdf":
+        test = {r["video_id"] for r in rows if r["split"] == "test"}
+        assert len(test) == 2 and all(r["split"] in ("train", "val") for r in rows
+                                      if r["video_id"] not in test)
+        assert "val" in {r["split"] for r in rows}
+    else:
+        split_of = {r["video_id"]: r["split"] for r in rows}
+        for (method, vid), item in items.items():
+            assert split_of[vid] == split_of[item.group]  # fakes follow their original
+    assert record_counts_by_label(out) == Counter(
+        (r["split"], "real" if r["label"] == "0" else "fake") for r in rows)
+
+
+def record_counts_by_label(out: Path) -> Counter:
+    from mclcr_keras.data import pipeline
+
+    counts: Counter = Counter()
+    for split in ("train", "val", "test"):
+        for label in ("real", "fake"):
+            if (out / split).is_dir():
+                for path in (out / split).glob(f"{label}-*.tfrecord"):
+                    counts[(split, label)] += pipeline.scan_shard(str(path))
+    return counts
+
+
+def test_crop_none_on_dfdc_face_crops(shared_data, tmp_path):
+    root = shared_data / "dfdc_faces"
+    out = tmp_path / "out"
+    status = run(["folder", "--root", root, "--out", out, "--crop", "none", "--size", "64",
+                  "--dataset-name", "dfdc_faces", "--workers", "2", "--quiet"])
+    assert status == 0
+    rows = read_csv(out / "manifest.csv")
+    assert len(rows) == 600
+    groups = {}
+    with open(root / "labels.csv", newline="") as handle:
+        for line in csv.DictReader(handle):
+            groups[os.path.splitext(os.path.basename(line["file"]))[0]] = (line["group"],
+                                                                          line["label"])
+    split_of_group: dict[str, set] = {}
+    for row in rows:
+        group, label = groups[row["video_id"]]
+        assert row["method"] == label and row["label"] == ("0" if label == "real" else "1")
+        assert row["dataset"] == "dfdc_faces" and row["box"] == "0 0 224 224"
+        split_of_group.setdefault(group, set()).add(row["split"])
+    assert all(len(s) == 1 for s in split_of_group.values())
+    assert pipeline_counts(out, 64) == manifest_counts(rows)
+
+
+# ----------------------------------------------------------------- output dir, resume, merge
+
+
+def test_existing_output_is_never_overwritten_silently(tmp_path, many_videos, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    argv = ["folder", "--root", many_videos, "--out", out, "--frames", "1", "--quiet"]
+    assert run(argv) == 2
+    assert "is not empty; pass --resume" in capsys.readouterr().err
+    assert run(argv + ["--overwrite"]) == 2
+    assert "refusing to delete" in capsys.readouterr().err
+    assert run(argv + ["--resume"]) == 2
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_resume_after_kill_equals_uninterrupted_run(many_videos, many_reference, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "mclcr_keras.build_records", "folder", "--root",
+               str(many_videos), "--out", str(out), "--workers", "2", *MANY_OPTIONS]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    journal = out / ".work" / "journal.jsonl"
+    children: set[int] = set()
+    deadline = time.time() + 180
+    try:
+        while time.time() < deadline and process.poll() is None:
+            children |= _children(process.pid)
+            if journal.exists() and journal.read_text().count('"type":"shard"') >= 3:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the build finished before it could be killed"
+        children |= _children(process.pid)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL
+    assert not (out / "dataset.json").exists() and not list(out.glob("*/*.tfrecord"))
+    # The workers die with the CLI (no orphans keep writing).
+    for _ in range(100):
+        if not any(_alive(pid) for pid in children):
+            break
+        time.sleep(0.05)
+    assert children and not any(_alive(pid) for pid in children)
+
+    assert run(["folder", "--root", many_videos, "--out", out, "--workers", "2", "--resume",
+                *MANY_OPTIONS]) == 0
+    assert read_csv(out / "manifest.csv") == read_csv(many_reference / "manifest.csv")
+    assert read_csv(out / "videos.csv") == read_csv(many_reference / "videos.csv")
+    shards = sorted(p.relative_to(out) for p in out.rglob("*.tfrecord"))
+    assert shards == sorted(p.relative_to(many_reference)
+                            for p in many_reference.rglob("*.tfrecord"))
+    for shard in shards:  # byte-identical, so no duplicate and no missing frame
+        assert (out / shard).read_bytes() == (many_reference / shard).read_bytes()
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name] and not (out / ".work").exists()
+    # Resuming a finished build changes nothing.
+    assert run(["folder", "--root", many_videos, "--out", out, "--resume", *MANY_OPTIONS]) == 0
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found |= {int(p) for p in (task / "children").read_text().split()}
+        except OSError:
+            pass
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_resume_with_other_options_is_refused(many_videos, tmp_path, capsys):
+    out = tmp_path / "out"
+    work = out / ".work"
+    work.mkdir(parents=True)
+    argv = ["folder", "--root", many_videos, "--out", out, "--quiet"]
+    (work / "config.json").write_text(json.dumps(
+        build_records._content_config(build_records.build_parser().parse_args(
+            [str(a) for a in argv + ["--frames", "6"]]))))
+    assert run(argv + ["--frames", "8", "--resume"]) == 2
+    assert "cannot resume: --frames was 6, now 8" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_partitions_then_merge_equal_single_run(many_videos, many_reference, tmp_path, capsys):
+    out = tmp_path / "out"
+    for partition in (0, 1):
+        assert run(["folder", "--root", many_videos, "--out", out, "--num-partitions", "2",
+                    "--partition", partition, "--workers", "1", *MANY_OPTIONS]) == 0
+    parts = sorted(p.name for p in (out / "parts").iterdir())
+    assert parts == ["part-00000-of-00002", "part-00001-of-00002"]
+    part_rows = [read_csv(out / "parts" / p / "manifest.csv") for p in parts]
+    assert all(part_rows) and not {r["video_id"] for r in part_rows[0]} & {
+        r["video_id"] for r in part_rows[1]}
+    capsys.readouterr()
+    assert run(["merge", "--out", out]) == 0
+    assert "converted 24 of 24 inputs" in capsys.readouterr().out
+    assert not (out / "parts").exists()
+    rows = read_csv(out / "manifest.csv")
+    reference = read_csv(many_reference / "manifest.csv")
+    assert frame_keys(rows) == frame_keys(reference)
+    for shard, count in Counter(r["shard"] for r in rows).items():
+        label, index, total = schema.parse_shard_name(shard)
+        assert len(list((out / shard.split("/")[0]).glob(f"{label}-*-of-{total:05d}.tfrecord"))) \
+            == total
+    assert record_counts(out, 64) == manifest_counts(rows)
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["counts"] == json.loads((many_reference / "dataset.json").read_text())["counts"]
+    assert info["arguments"]["merged_partitions"] == 2
+    assert run(["merge", "--out", out]) == 2  # already merged: refused, nothing touched
+    assert read_csv(out / "manifest.csv") == rows
+
+
+def test_merge_refuses_missing_partition(many_videos, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run(["folder", "--root", many_videos, "--out", out, "--num-partitions", "3",
+                "--partition", "1", "--workers", "1", "--frames", "1", "--size", "32",
+                "--quiet"]) == 0
+    capsys.readouterr()
+    assert run(["merge", "--out", out]) == 2
+    assert "missing partition(s) [0, 2] of 3" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------- real FF++ videos (slow)
+
+FFPP_EXPECTED = {
+    ("original", "519"): ("train", "0"), ("Deepfakes", "519_515"): ("train", "1"),
+    ("Face2Face", "750_743"): ("train", "1"), ("original", "004"): ("val", "0"),
+    ("NeuralTextures", "004_982"): ("val", "1"), ("original", "634"): ("test", "0"),
+    ("FaceSwap", "634_660"): ("test", "1"),
+}
+
+
+@pytest.fixture(scope="module")
+def ffpp_records(ffpp_mini, tmp_path_factory):
+    """The whole ffpp_mini converted once (7 videos x 30 frames, 128 px crops, all cores)."""
+    out = tmp_path_factory.mktemp("ffpp") / "records"
+    status = run(["ffpp", "--root", ffpp_mini, "--splits-dir", ffpp_mini / "splits",
+                  "--out", out, "--size", "128", "--quiet"])
+    return out, status
+
+
+@pytest.mark.slow
+def test_ffpp_mini_splits_labels_and_frame_counts(ffpp_records, ffpp_mini):
+    from mclcr_keras.data.video import sample_indices
+
+    out, status = ffpp_records
+    assert status == 0
+    videos = {(r["method"], r["video_id"]): r for r in read_csv(out / "videos.csv")}
+    assert {k: (v["split"], v["label"]) for k, v in videos.items()} == FFPP_EXPECTED
+    rows = read_csv(out / "manifest.csv")
+    per_video: dict = {}
+    for row in rows:
+        per_video.setdefault((row["method"], row["video_id"]), []).append(row)
+        assert (row["split"], row["label"]) == FFPP_EXPECTED[(row["method"], row["video_id"])]
+        assert row["dataset"] == "ffpp" and row["compression"] == "c23"
+    for key, video in videos.items():
+        assert video["status"] == "ok" and video["frames_sampled"] == "30"
+        assert int(video["frames_with_face"]) == len(per_video[key]) >= 27, key
+        capture = cv2.VideoCapture(video["input"])
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        capture.release()
+        indices = [int(r["frame_index"]) for r in per_video[key]]
+        assert set(indices) <= set(sample_indices(total, 30)) and indices == sorted(indices)
+    # The same id in several methods / the fake 519_515 keeps its own (method, video_id).
+    assert len({(r["dataset"], r["method"], r["video_id"], r["frame_index"]) for r in rows}) \
+        == len(rows)
+    assert {r["method"] for r in rows if r["video_id"] == "519_515"} == {"Deepfakes"}
+
+
+@pytest.mark.slow
+def test_ffpp_mini_records_match_manifest(ffpp_records):
+    from mclcr_keras.data import pipeline
+
+    out, _ = ffpp_records
+    rows = read_csv(out / "manifest.csv")
+    assert pipeline_counts(out, 128) == manifest_counts(rows)
+    assert record_counts(out, 128) == manifest_counts(rows)
+    for shard, count in Counter(r["shard"] for r in rows).items():
+        assert pipeline.scan_shard(str(out / shard)) == count
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["counts"]["totals"]["frames"] == len(rows)
+    assert info["counts"]["frames"]["train"]["fake"] == {"Deepfakes": 30, "Face2Face": 30}
+
+
+@pytest.mark.slow
+def test_ffpp_mini_crops_hold_faces(ffpp_records):
+    import tensorflow as tf
+
+    out, _ = ffpp_records
+    aligner = FaceAligner(size=128)
+    found = total = 0
+    for shard in sorted(out.glob("*/*.tfrecord")):
+        for record in tf.data.TFRecordDataset(str(shard)):
+            features = schema.parse_example(record)
+            crop = schema.decode_image(features["image"]).numpy()
+            assert crop.shape == (128, 128, 3)
+            total += 1
+            found += bool(aligner.detect(crop))
+    assert total == 210 or total >= 189
+    assert found >= 0.9 * total, f"dlib found a face in {found} of {total} crops"
