@@ -215,8 +215,10 @@ def _decoder(image_size: int, flip: bool, with_metadata: bool):
         with tf.control_dependencies([label_ok]):
             image = schema.decode_image(feats["image"])
         if flip:
-            seed = tf.stack([rand, tf.constant(0, tf.int64)])
-            image = tf.image.stateless_random_flip_left_right(image, seed=seed)
+            # One bit of the per-element random number: the same flips for the same seed even
+            # though the map runs in parallel (a stateful random op would follow thread order).
+            mirror = tf.equal(tf.bitwise.bitwise_and(rand, 1), 1)
+            image = tf.cond(mirror, lambda: tf.reverse(image, axis=[1]), lambda: image)
         shape = tf.shape(image)
         stored_size = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
         image = tf.cond(
