@@ -321,12 +321,13 @@ def _load(model: str):
         raise UsageError(f"cannot load --model {model}: {reason}") from None
 
 
-def predict(args: argparse.Namespace) -> int:
-    """Scores every input of ``args`` and returns the exit status."""
+def predict(args: argparse.Namespace, scorer=None) -> int:
+    """Scores every input of ``args`` and returns the exit status (see :func:`main`)."""
     from mclcr_keras import build_records
 
     paths = expand_inputs(args.inputs)
-    scorer = _load(args.model)
+    if scorer is None:
+        scorer = _load(args.model)
     image_size = int(scorer.image_size)
     build_records.init_worker(_crop_options(args, image_size), None, single_thread=False)
     table = Table(paths)
@@ -352,15 +353,25 @@ def predict(args: argparse.Namespace) -> int:
     return EXIT_FAILED_INPUTS if failed else EXIT_OK
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m mclcr_keras.predict``; returns the exit status."""
+def main(argv: Sequence[str] | None = None, scorer=None) -> int:
+    """Entry point of ``python -m mclcr_keras.predict``; returns the exit status.
+
+    Args:
+        argv: command-line arguments (default: ``sys.argv[1:]``).
+        scorer: a ``mclcr_keras.serving.Scorer`` already loaded from ``--model``, used instead
+            of loading it again (a program that scores several sets of inputs in one process).
+
+    Example:
+        >>> main(["--model", "runs/ffpp/best.keras", "clip.mp4"])  # doctest: +SKIP
+        0
+    """
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         _check_arguments(args)
-        return predict(args)
+        return predict(args, scorer)
     except UsageError as error:
         print(f"predict: error: {error}", file=sys.stderr)
         return EXIT_ERROR

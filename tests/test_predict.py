@@ -40,6 +40,14 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def scorer(tiny_model):
+    """The saved model loaded once, for the tests that do not exercise --model loading itself."""
+    from mclcr_keras.serving import load_scorer
+
+    return load_scorer(tiny_model[1])
+
+
+@pytest.fixture(scope="module")
 def media(tmp_path_factory) -> dict[str, str]:
     """Real face photos, a synthetic video of one, and three inputs that cannot be scored."""
     import skimage.data
@@ -86,14 +94,14 @@ def reference(model, path: str, frames: int | None) -> dict:
         boxes.append(list(face.box))
         crops.append(face.image)
     assert crops, f"reference found no face in {path}"
-    outputs = model.predict(np.stack(crops).astype(np.float32), verbose=0)
+    outputs = model(np.stack(crops).astype(np.float32), training=False)
     probabilities = np.asarray(outputs["probability"], np.float64).reshape(-1)
     return {"indices": indices, "boxes": boxes, "probabilities": probabilities,
             "probability": float(probabilities.mean()), "sampled": len(sampled)}
 
 
-def run(argv, capsys) -> tuple[int, list[str], str]:
-    code = predict.main([str(a) for a in argv])
+def run(argv, capsys, scorer=None) -> tuple[int, list[str], str]:
+    code = predict.main([str(a) for a in argv], scorer=scorer)
     captured = capsys.readouterr()
     return code, captured.out.splitlines(), captured.err
 
@@ -159,20 +167,21 @@ def test_scores_match_the_model_and_failures_are_reported(tiny_model, media, tmp
     assert entries["noise"]["frames_sampled"] == 1
 
 
-def test_real_ffpp_video(tiny_model, ffpp_mini, capsys, tmp_path):
+def test_real_ffpp_video(tiny_model, scorer, ffpp_mini, capsys, tmp_path):
     model, model_path = tiny_model
     video = str(ffpp_mini / FFPP_VIDEO)
     ref = reference(model, video, 4)
     assert ref["sampled"] == 4
     out = tmp_path / "ffpp.json"
-    code, lines, err = run(["--model", model_path, "--frames", 4, "--json", out, video], capsys)
+    code, lines, err = run(["--model", model_path, "--frames", 4, "--json", out, video], capsys,
+                           scorer)
     assert code == 0, err
     entry = json.loads(out.read_text())["files"][0]
     check_scored(entry, row(lines, video), ref, 0.5)
     assert entry["kind"] == "video"
 
 
-def test_directory_input_all_scored_exit_zero(tiny_model, media, tmp_path, capsys):
+def test_directory_input_all_scored_exit_zero(tiny_model, scorer, media, tmp_path, capsys):
     model, model_path = tiny_model
     folder = tmp_path / "photos"
     (folder / "b").mkdir(parents=True)
@@ -181,7 +190,7 @@ def test_directory_input_all_scored_exit_zero(tiny_model, media, tmp_path, capsy
     second = folder / "b" / "astronaut.png"
     second.write_bytes(Path(media["astronaut"]).read_bytes())
     (folder / "readme.txt").write_text("not media, ignored inside a directory")
-    code, lines, err = run(["--model", model_path, folder], capsys)
+    code, lines, err = run(["--model", model_path, folder], capsys, scorer)
     assert code == predict.EXIT_OK == 0, err
     assert [line.split()[0] for line in lines[1:-1]] == [str(first), str(second)]
     assert lines[-1] == "predict: scored 2 of 2 files"
@@ -189,18 +198,19 @@ def test_directory_input_all_scored_exit_zero(tiny_model, media, tmp_path, capsy
     assert float(row(lines, str(second)).split()[2]) == pytest.approx(expected, abs=5e-5)
 
 
-def test_crop_none_scores_resized_frames(tiny_model, tmp_path, capsys):
+def test_crop_none_scores_resized_frames(tiny_model, scorer, tmp_path, capsys):
     model, model_path = tiny_model
     rgb = np.random.default_rng(1).integers(0, 256, (96, 80, 3), np.uint8)
     path = tmp_path / "crop.png"
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     out = tmp_path / "none.json"
-    code, _, err = run(["--model", model_path, "--crop", "none", "--json", out, path], capsys)
+    code, _, err = run(["--model", model_path, "--crop", "none", "--json", out, path], capsys,
+                       scorer)
     assert code == 0, err
     resized = cv2.resize(rgb, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-    expected = model.predict(resized[None].astype(np.float32), verbose=0)["probability"]
+    expected = model(resized[None].astype(np.float32), training=False)["probability"]
     entry = json.loads(out.read_text())["files"][0]
-    assert entry["probability"] == pytest.approx(float(expected[0, 0]), abs=1e-5)
+    assert entry["probability"] == pytest.approx(float(np.asarray(expected)[0, 0]), abs=1e-5)
     assert entry["frame_scores"][0]["box"] == [0, 0, 80, 96]
 
 
