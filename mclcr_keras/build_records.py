@@ -410,6 +410,17 @@ def _rows(item, result: dict) -> tuple[dict, list[dict]]:
     return video, frames
 
 
+def _deterministic(serialized: bytes) -> bytes:
+    """The same Example with its feature map in sorted key order.
+
+    Protobuf serializes map entries in an order that changes from process to process, so equal
+    records would differ byte-wise between a run and its resumption.
+    """
+    import tensorflow as tf
+
+    return tf.train.Example.FromString(serialized).SerializeToString(deterministic=True)
+
+
 def _summary(info: dict, out: str) -> str:
     totals = info["counts"]["totals"]
     inputs = totals["videos"] + totals["failed"]
@@ -493,8 +504,8 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
                                                if k in video}})
             else:
                 serialized = [
-                    schema.encode_example(image, item.label, item.video_id, item.method,
-                                          item.dataset, index)
+                    _deterministic(schema.encode_example(image, item.label, item.video_id,
+                                                         item.method, item.dataset, index))
                     for index, image, _, _ in result["frames"]]
                 streams.add_video(item.split, item.label_name, video,
                                   list(zip(frames, serialized)))

@@ -546,7 +546,6 @@ def test_ffpp_mini_records_match_manifest(ffpp_records):
     out, _ = ffpp_records
     rows = read_csv(out / "manifest.csv")
     assert pipeline_counts(out, 128) == manifest_counts(rows)
-    assert record_counts(out, 128) == manifest_counts(rows)
     for shard, count in Counter(r["shard"] for r in rows).items():
         assert pipeline.scan_shard(str(out / shard)) == count
     info = json.loads((out / "dataset.json").read_text())
