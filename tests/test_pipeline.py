@@ -1,7 +1,10 @@
 """make_dataset on records written here with the schema: balance, pairing, flips, eval, errors."""
 
 import collections
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -172,10 +175,17 @@ def test_bad_arguments_and_missing_data(records, tmp_path):
         pipeline.make_dataset(records, "train", batch_size=0)
     with pytest.raises(FileNotFoundError, match=os.path.join(records, "val")):
         pipeline.make_dataset(records, "val")
-    os.makedirs(tmp_path / "test")
     _write_split(tmp_path / "test", {"real": LAYOUT["real"][:1], "fake": []})
     with pytest.raises(FileNotFoundError, match=f"no fake shards .* in {tmp_path / 'test'}"):
-        pipeline.make_dataset(tmp_path, "test", training=False)
+        pipeline.make_dataset(tmp_path, "test")
+    # Evaluating a split that holds one class only is allowed.
+    labels = np.concatenate([y for _, y in pipeline.make_dataset(tmp_path, "test", batch_size=3,
+                                                                 training=False, image_size=SIZE)])
+    np.testing.assert_array_equal(labels, np.zeros(len(LAYOUT["real"][0])))
+    assert pipeline.count_records(tmp_path, "test") == {"real": 8, "fake": 0}
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=f"no real/fake shards .* in {tmp_path / 'empty'}"):
+        pipeline.make_dataset(tmp_path, "empty", training=False)
 
 
 def _copy_split(tmp_path):
@@ -260,3 +270,38 @@ def test_keras_fit_consumes_the_pipeline(records, tmp_path):
     bad = pipeline.make_dataset(root, "train", batch_size=8, image_size=SIZE, shuffle_buffer=4)
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"corrupt TFRecord shard.*{paths[0]}"):
         model.fit(bad, steps_per_epoch=20, epochs=1, verbose=0)
+
+
+_REPLICA_SCRIPT = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from mclcr_keras.data import make_dataset
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+ds = make_dataset(sys.argv[1], "train", batch_size=int(sys.argv[2]), image_size=64,
+                  shuffle_buffer=8)
+per_replica = []
+iterator = iter(strategy.experimental_distribute_dataset(ds))
+for _ in range(6):
+    _, labels = next(iterator)
+    per_replica.append([r.numpy().tolist() for r in strategy.experimental_local_results(labels)])
+print(json.dumps(per_replica))
+"""
+
+
+@pytest.mark.slow
+def test_each_replica_of_a_two_way_mirrored_split_is_balanced(records):
+    """The real tf.distribute split (two logical CPUs, in a fresh process) gives each replica
+    B/4 real + B/4 fake."""
+    batch_size = 16
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", _REPLICA_SCRIPT, records, str(batch_size)],
+                         capture_output=True, text=True, env=env, timeout=180, check=True)
+    batches = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(batches) == 6
+    for replicas in batches:
+        assert len(replicas) == 2
+        for labels in replicas:
+            assert len(labels) == batch_size // 2
+            assert sum(labels) == batch_size // 4

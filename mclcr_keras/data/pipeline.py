@@ -125,10 +125,13 @@ def scan_shard(path: str | os.PathLike) -> int:
 def list_shards(
     records_dir: str | os.PathLike, split: str, label_name: str | None = None
 ) -> list[str]:
-    """Sorted shard paths of a split (one class, or real then fake when ``label_name`` is None).
+    """Sorted shard paths of a split: one class, or real then fake when ``label_name`` is None.
+
+    With ``label_name=None`` one class may be absent (e.g. an evaluation set of fakes only); it is
+    logged. A named class must have shards.
 
     Raises:
-        FileNotFoundError: the split directory is missing or holds no shard; names the path.
+        FileNotFoundError: the split directory is missing or holds no (such) shard; names the path.
 
     Example:
 
@@ -143,14 +146,17 @@ def list_shards(
     for name in names:
         found = sorted(tf.io.gfile.glob(schema.shard_pattern(records_dir, split, name)))
         if not found:
-            raise FileNotFoundError(
-                f"no {name} shards ({name}-NNNNN-of-NNNNN.tfrecord) in {split_dir}"
-            )
+            logger.warning("no %s shards in %s", name, split_dir)
         totals = {schema.parse_shard_name(p)[2] for p in found}
         if len(totals) == 1 and len(found) != next(iter(totals)):
             logger.warning("%s: found %d %s shards, their names say %d", split_dir, len(found),
                            name, next(iter(totals)))
         paths.extend(found)
+    if not paths:
+        wanted = "/".join(names)
+        raise FileNotFoundError(
+            f"no {wanted} shards (<{wanted}>-NNNNN-of-NNNNN.tfrecord) in {split_dir}"
+        )
     return paths
 
 
@@ -162,10 +168,10 @@ def count_records(records_dir: str | os.PathLike, split: str) -> dict[str, int]:
     >>> counts = count_records("records/ffpp", "train")
     >>> steps_per_epoch = 2 * counts["fake"] // 16
     """
-    return {
-        name: sum(scan_shard(p) for p in list_shards(records_dir, split, name))
-        for name in schema.LABEL_NAMES
-    }
+    counts = dict.fromkeys(schema.LABEL_NAMES, 0)
+    for path in list_shards(records_dir, split):
+        counts[schema.parse_shard_name(path)[0]] += scan_shard(path)
+    return counts
 
 
 # --- graph pieces ---------------------------------------------------------------------------
@@ -316,7 +322,8 @@ def make_dataset(
         A ``tf.data.Dataset``, prefetched.
 
     Raises:
-        FileNotFoundError: missing split directory or no shard of a class.
+        FileNotFoundError: missing split directory, no shard at all, or (balanced training)
+            no shard of a class.
         CorruptShardError: a shard fails the header scan (truncated, garbage).
         ValueError: bad arguments, e.g. a batch size that cannot be balanced.
 
