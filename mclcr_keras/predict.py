@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", metavar="INPUT", nargs="+",
                         help="image or video files; a directory stands for the images and videos "
                              "under it (recursively, sorted)")
-    parser.add_argument("--model", required=True,
-                        help="a .keras model (train.py's best.keras) or an exported SavedModel "
-                             "directory (export.py's <name>/<version>)")
+    parser.add_argument("--model", required=True, metavar="PATH",
+                        help="a .keras model (train.py's best.keras) or a SavedModel written by "
+                             "export.py: its <base>/<version> directory, or <base> for the "
+                             "highest version")
     parser.add_argument("--frames", type=int, default=30,
                         help="frames sampled evenly over each video (default: 30, as "
                              "build_records)")
