@@ -1,5 +1,6 @@
 """python -m mclcr_keras.export: TF Serving layout, both signatures against the Keras model,
-saved_model_cli, the documented REST request, versions and errors."""
+saved_model_cli, the documented REST request, versions and errors; the export loaded back by
+`serving.load_scorer` and evaluated by `python -m mclcr_keras.evaluate`."""
 
 import base64
 import json
@@ -11,10 +12,11 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
-from mclcr_keras import export, serving
+from mclcr_keras import evaluate, export, serving
 from mclcr_keras.data import schema
 from mclcr_keras.models import build_mclcr
 
@@ -222,3 +224,43 @@ def test_next_version(tmp_path):
     assert export.next_version(base) == 11
     os.rmdir(base / "10")
     assert export.next_version(base) == 3
+
+
+@pytest.mark.slow
+def test_load_scorer_serves_the_export_like_the_keras_model(exported):
+    """The scorer evaluate/predict use, on the model base: the highest complete version."""
+    scorer = serving.load_scorer(exported["base"])
+    assert isinstance(scorer, serving.SavedModelScorer)
+    assert scorer.path == str(exported["target"])  # 3/ holds no SavedModel
+    assert serving.find_saved_model(exported["target"]) == exported["target"]
+    assert (scorer.kind, scorer.image_size) == ("saved_model", SIZE)
+    crops = np.random.default_rng(4).integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
+    probability, logit = scorer.predict(crops, batch_size=2)
+    assert probability.shape == (5,) and logit.dtype == np.float32
+    expected_probability, expected_logit = _keras_outputs(exported["model"], crops)
+    np.testing.assert_allclose(probability, expected_probability, atol=1e-5)
+    np.testing.assert_allclose(logit, expected_logit, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluate_accepts_the_exported_saved_model(exported, tmp_path):
+    crops = np.random.default_rng(5).integers(0, 256, (8, SIZE, SIZE, 3), dtype=np.uint8)
+    split_dir = tmp_path / "records" / "test"
+    split_dir.mkdir(parents=True)
+    for label, name in enumerate(schema.LABEL_NAMES):
+        with tf.io.TFRecordWriter(str(split_dir / schema.shard_name(name, 0, 1))) as writer:
+            for index in range(4):
+                writer.write(schema.encode_example(
+                    schema.encode_image(crops[4 * label + index]), label, f"{name}{index // 2}",
+                    "original" if label == 0 else "SBI", "demo", index % 2,
+                ))
+    status = evaluate.main(["--model", str(exported["target"]), "--records",
+                            str(tmp_path / "records"), "--out", str(tmp_path / "eval")])
+    assert status == 0
+    predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    expected, _ = _keras_outputs(exported["model"], crops)  # order: real shard, fake shard
+    np.testing.assert_allclose(predictions["probability"], expected, atol=1e-5)
+    assert predictions["label"].tolist() == [0] * 4 + [1] * 4
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["model_format"] == "saved_model" and report["image_size"] == SIZE
+    assert report["records"]["records"]["video"]["n_videos"] == 4
