@@ -208,6 +208,13 @@ class MCLCR(keras.Model):
             optimizer = default_optimizer(self.config)
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Re-compile from `get_compile_config()` when a `.keras` file is loaded."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)  # so its saved state can be loaded
+
     def _objective(self, labels, outputs):
         return replica_objective(
             labels,
