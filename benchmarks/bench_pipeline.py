@@ -8,8 +8,9 @@ interleaved windows (median over windows):
   float32, header scan and per-shard record count check).
 
 Without ``--records`` it writes synthetic 256 px PNG faces first: crops of the astronaut's face
-(scikit-image sample data) with random scale, shift, rotation, brightness and sensor-like noise,
-so PNG size and decode cost are those of real aligned face crops (~100+ KB per image).
+(scikit-image sample data) with random scale, shift, rotation, source resolution, brightness and
+light noise, so PNG size and decode cost are those of real aligned face crops (75-94 KB, mean
+83 KB per image; build_records' 256 px crops of ffpp_mini measure 63-83 KB, mean 73 KB).
 
     python benchmarks/bench_pipeline.py                      # synthetic records, 256 px
     python benchmarks/bench_pipeline.py --records records/ffpp --split train
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 
 def synthetic_face(rng, size: int):
-    """A 256 px RGB crop of a real face photo with the jitter of a face aligner and a camera."""
+    """A face crop like the converter's: the astronaut's face (a real photo) aligned with jitter."""
     import cv2
     import numpy as np
     from skimage import data
@@ -43,8 +44,13 @@ def synthetic_face(rng, size: int):
     matrix[:, 2] += np.array([size / 2, size / 2]) - centre[::-1]
     crop = cv2.warpAffine(photo, matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REFLECT)
+    # Faces in 480p-1080p video are often smaller than the crop: resample through a random
+    # smaller size, as the aligner's upscaling does, then a little codec noise.
+    source = int(size / rng.uniform(1.5, 3.0))
+    crop = cv2.resize(cv2.resize(crop, (source, source), interpolation=cv2.INTER_AREA),
+                      (size, size), interpolation=cv2.INTER_LINEAR)
     crop = crop.astype(np.float32) * rng.uniform(0.8, 1.2) + rng.uniform(-15, 15)
-    crop += rng.normal(0, 2.0, crop.shape)  # sensor / compression noise, as in video frames
+    crop += rng.normal(0, 0.4, crop.shape)
     return np.clip(crop, 0, 255).astype(np.uint8)
 
 
