@@ -135,10 +135,13 @@ def _features(args) -> str:
 
 
 def _tsne(args) -> str:
-    from mclcr_keras.viz._common import load_model
+    from mclcr_keras.data.pipeline import list_shards
+    from mclcr_keras.viz._common import check_model_path, load_model
     from mclcr_keras.viz.tsne import plot_tsne
 
     _check_out(args.out)
+    check_model_path(args.model)
+    list_shards(args.records, args.split)  # a missing split fails before the model loads
     model = load_model(args.model)
     return plot_tsne(model, args.records, args.out, split=args.split, max_points=args.max_points,
                      perplexity=args.perplexity, random_state=args.seed,

@@ -95,12 +95,8 @@ def feature_extractor(model, keys: Sequence[str]):
     return extractor
 
 
-def load_model(path: str | os.PathLike):
-    """Load a `.keras` MC-LCR model (the package's layers are registered on import)."""
-    import keras
-
-    import mclcr_keras.models  # noqa: F401  (registers MCLCR and its layers for deserialisation)
-
+def check_model_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it names an existing `.keras` file; a one-line error otherwise."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"model file not found: {path}")
@@ -109,7 +105,16 @@ def load_model(path: str | os.PathLike):
             f"expected a .keras model file, received {path} (exported SavedModels have no "
             "feature taps; use the .keras file written by training)"
         )
-    return keras.saving.load_model(path, compile=False)
+    return path
+
+
+def load_model(path: str | os.PathLike):
+    """Load a `.keras` MC-LCR model (the package's layers are registered on import)."""
+    import keras
+
+    import mclcr_keras.models  # noqa: F401  (registers MCLCR and its layers for deserialisation)
+
+    return keras.saving.load_model(check_model_path(path), compile=False)
 
 
 def new_figure(width: float, height: float, dpi: int = DEFAULT_DPI):

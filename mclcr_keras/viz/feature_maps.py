@@ -181,6 +181,9 @@ def plot_feature_maps(
 
     >>> plot_feature_maps(model, [real, fake], "fig6.png", ["real", "fake"])  # doctest: +SKIP
     """
+    count = len(images)
+    if titles is not None and len(titles) != count:
+        raise ValueError(f"got {len(titles)} titles for {count} images")
     maps = summed_feature_maps(model, images)
     fig = feature_maps_figure(maps, titles=titles, overlay=overlay, shared_scale=shared_scale,
                               title=title, dpi=dpi)

@@ -208,9 +208,8 @@ def _log_norm(*arrays: np.ndarray):
 def _cmap(name: str):
     import matplotlib
 
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad(cmap(0.0))  # exact zeros (log scale) get the lowest colour, not white
-    return cmap
+    cmap = matplotlib.colormaps[name]
+    return cmap.with_extremes(bad=cmap(0.0))  # exact zeros (log scale): lowest colour, not white
 
 
 def patch_spectra_figure(

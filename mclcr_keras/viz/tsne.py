@@ -2,8 +2,8 @@
 
 Points are chosen per method (stratified, evenly spaced through each method's frames, so many
 videos are covered) before the model runs, so a large test split costs one decode pass and
-``max_points`` forward passes. t-SNE is scikit-learn's (PCA init, fixed ``random_state``),
-with perplexity ``min(30, (n - 1) / 3)`` so that small sets work too.
+``max_points`` forward passes. t-SNE is scikit-learn's (PCA init, fixed ``random_state``, one
+thread), with perplexity ``min(30, (n - 1) / 3)`` so that small sets work too.
 
 Example:
 
@@ -207,6 +207,7 @@ def tsne_points(embeddings: np.ndarray, perplexity: float | None = None,
     (20, 2)
     """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     embeddings = np.asarray(embeddings, np.float64)
     if embeddings.ndim != 2 or len(embeddings) < 4:
@@ -221,7 +222,10 @@ def tsne_points(embeddings: np.ndarray, perplexity: float | None = None,
                          f"received {perplexity}")
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
                 random_state=random_state)
-    return tsne.fit_transform(embeddings)
+    # One BLAS/OpenMP thread: on a busy CPU the threaded Barnes-Hut loop spins and runs ~5x
+    # slower (measured: 1000 points, 118 s threaded vs 22 s single-threaded on 2 shared cores).
+    with threadpool_limits(limits=1):
+        return tsne.fit_transform(embeddings)
 
 
 def tsne_figure(points: np.ndarray, methods: Sequence[str], labels: Sequence[int] | None = None,
