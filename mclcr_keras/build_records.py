@@ -455,6 +455,10 @@ def build(args: argparse.Namespace) -> int:
         options.update(splits_dir=args.splits_dir)
     elif args.source == "folder":
         options.update(dataset=args.dataset_name)
+    try:
+        items = sources.list_items(args.source, args.root, **options)
+    except sources.SourceError as error:
+        raise UsageError(str(error)) from None
     target = args.out
     if args.num_partitions > 1:
         target = manifest.partition_dir(args.out, args.partition, args.num_partitions)
@@ -464,10 +468,6 @@ def build(args: argparse.Namespace) -> int:
         info = manifest.read_json(os.path.join(target, manifest.DATASET_JSON))
         print(_summary(info, target) + " (already complete)")
         return _exit_status(info)
-    try:
-        items = sources.list_items(args.source, args.root, **options)
-    except sources.SourceError as error:
-        raise UsageError(str(error)) from None
     if args.num_partitions > 1:
         items = [i for i in items if splits.partition_of(i.key, args.num_partitions)
                  == args.partition]
@@ -524,10 +524,11 @@ def _finish(target: str, work_dir: str, journal, args: argparse.Namespace,
 
     frames, videos, failures, shard_names = shards.finalize(target, work_dir, journal,
                                                            schema.shard_name)
-    arguments = dict(_content_config(args), workers=args.workers,
-                     seconds=round(time.time() - started, 1))
+    arguments = dict(_content_config(args), workers=args.workers)
     info = manifest.dataset_info(frames, videos, failures, shard_names, arguments,
                                  schema.SCHEMA_VERSION)
+    # Conversion time of this run (after a resume: of the last run only).
+    info["seconds"] = round(time.time() - started, 1)
     manifest.write_tables(target, frames, videos, failures, info)
     shutil.rmtree(work_dir)
     print(_summary(info, target))
