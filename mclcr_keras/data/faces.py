@@ -62,7 +62,7 @@ _PAD = 0.15
 _BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Face:
     """An aligned face crop and where it came from.
 
@@ -71,6 +71,8 @@ class Face:
         box: ``(x0, y0, x1, y1)`` of the dlib detection in the original frame (``x1``/``y1``
             exclusive; may extend beyond the frame, as dlib's boxes do).
         landmarks: ``(5, 2)`` float32 landmarks in original frame coordinates, dlib 5-point order.
+
+    Compared by identity (``eq=False``): NumPy fields make ``==`` ambiguous.
     """
 
     image: np.ndarray
