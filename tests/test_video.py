@@ -155,6 +155,32 @@ def test_read_frames_video_ending_before_its_frame_count(tmp_path: Path):
         assert _decoded_index(rgb) == index
 
 
+def _grab_count(path: Path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.grab():
+        count += 1
+    capture.release()
+    return count
+
+
+def test_read_frames_count_off_by_one_keeps_the_last_frame(tmp_path: Path):
+    # The container says 60 frames, 59 decode: the real last frame stands in for the missing 59.
+    full = tmp_path / "full.avi"
+    _write_video(full, 60, fourcc="MJPG")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.avi"
+    for size in range(len(data), len(data) // 2, -64):
+        cut.write_bytes(data[:size])
+        if _grab_count(cut) == 59:
+            break
+    assert _grab_count(cut) == 59
+    got = list(read_frames(cut, 30))
+    indices = [index for index, _ in got]
+    assert indices == sample_indices(60, 30)[:-1] + [58]
+    assert _decoded_index(got[-1][1]) == 58
+
+
 # ---------------------------------------------------------------------------------------------
 # broken files
 def test_zero_byte_video(tmp_path: Path):

@@ -182,21 +182,28 @@ def read_frames(
         wanted = sample_indices(total, num_frames)
         last = wanted[-1]
         wanted_set = set(wanted)
+        # Counts estimated from the duration can exceed the real count by a few frames: keep the
+        # newest frame after the second-to-last sample, to stand in for a last one that is missing.
+        tail_start = wanted[-2] if len(wanted) > 1 else -1
+        latest = None
         yielded = 0
         index = 0
         while index <= last:
             if not capture.grab():
                 break
-            if index in wanted_set:
+            if index in wanted_set or index > tail_start:
                 ok, frame = capture.retrieve()
                 if ok and frame is not None:
-                    if frame.ndim == 2:
-                        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+                    if index in wanted_set:
+                        yielded += 1
+                        latest = None
+                        yield index, _to_rgb(frame)
                     else:
-                        frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                    yielded += 1
-                    yield index, frame
+                        latest = (index, frame)
             index += 1
+        if index <= last and latest is not None:
+            yielded += 1
+            yield latest[0], _to_rgb(latest[1])
     finally:
         capture.release()
     if yielded == 0:
@@ -206,6 +213,12 @@ def read_frames(
             "%s: ended after %d of %d reported frames; yielded %d of %d sampled frames",
             os.fspath(path), index, total, yielded, len(wanted),
         )
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
