@@ -29,11 +29,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Draw the MC-LCR paper's figures as PNG files: patch spectra (Fig. 3), "
         "block 1-3 feature maps (Fig. 6) and the t-SNE of F_E embeddings (Fig. 7).",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log progress")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{spectra,features,tsne}")
 
     spectra = sub.add_parser(
-        "spectra", help="Fig. 3: patch amplitude/phase spectra of a real face, its fake, residual",
+        "spectra", parents=[common],
+        help="Fig. 3: patch amplitude/phase spectra of a real face, its fake, residual",
         description="Fig. 3: patch-wise amplitude (log) and phase spectra of a real face, its "
         "fake and their residual, computed with the model's PatchSpectrum layer.",
     )
@@ -48,10 +51,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="aligned crop size with --align (default 256)")
     spectra.add_argument("--names", nargs=2, default=("real", "fake"), metavar=("REAL", "FAKE"),
                          help="row labels, e.g. --names original Deepfakes")
-    spectra.add_argument("--dpi", type=int, default=150)
 
     features = sub.add_parser(
-        "features", help="Fig. 6: summed feature maps of Xception blocks 1-3",
+        "features", parents=[common], help="Fig. 6: summed feature maps of Xception blocks 1-3",
         description="Fig. 6: for each image, the channel sum of |activations| of the taps b1, "
         "b2, b3 of an MC-LCR model.",
     )
@@ -64,10 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     features.add_argument("--overlay", action="store_true", help="draw the maps over the faces")
     features.add_argument("--per-image-scale", action="store_true",
                           help="one colour scale per map instead of one per block")
-    features.add_argument("--dpi", type=int, default=150)
 
     tsne = sub.add_parser(
-        "tsne", help="Fig. 7: t-SNE of F_E embeddings coloured by method",
+        "tsne", parents=[common], help="Fig. 7: t-SNE of F_E embeddings coloured by method",
         description="Fig. 7: t-SNE of the F_E embeddings of a records split, at most "
         "--max-points faces sampled evenly per method.",
     )
@@ -80,7 +81,6 @@ def _parser() -> argparse.ArgumentParser:
                       help="t-SNE perplexity (default min(30, (n - 1) / 3))")
     tsne.add_argument("--seed", type=int, default=0, help="t-SNE random_state (default 0)")
     tsne.add_argument("--batch-size", type=int, default=32)
-    tsne.add_argument("--dpi", type=int, default=150)
     return parser
 
 

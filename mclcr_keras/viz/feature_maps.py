@@ -142,12 +142,12 @@ def feature_maps_figure(
                 fig.colorbar(image, ax=ax, shrink=0.85)
         if shared_scale:
             fig.colorbar(image, ax=list(axes[:, j]), location="bottom", shrink=0.9,
-                         label=f"Σ_c |{block}| (all rows)")
+                         label=rf"$\Sigma_c\,|{block[0]}_{block[1]}|$ (one scale for all rows)")
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or "Summed feature maps of Xception blocks 1-3 (Σ over channels of |act|)",
-                 fontsize="large")
+    fig.suptitle(title or "Feature maps of Xception blocks 1-3, summed over channels "
+                 r"($\Sigma_c$ |activation|)", fontsize="large")
     return fig
 
 

@@ -205,6 +205,19 @@ def _log_norm(*arrays: np.ndarray):
     return LogNorm(vmin=min(vmin, vmax / 10.0), vmax=vmax)
 
 
+def _log_colorbar(fig, image, ax, label: str):
+    """Colour bar of a LogNorm image: decade labels only, or 4 labelled ticks over < 2 decades."""
+    from matplotlib.ticker import NullFormatter
+
+    bar = fig.colorbar(image, ax=ax, shrink=0.85, label=label)
+    vmin, vmax = image.norm.vmin, image.norm.vmax
+    if vmax / vmin < 100.0:
+        ticks = np.geomspace(vmin, vmax, 4)
+        bar.set_ticks(ticks, labels=[f"{t:.1e}" for t in ticks])
+    bar.ax.yaxis.set_minor_formatter(NullFormatter())
+    return bar
+
+
 def _cmap(name: str):
     import matplotlib
 
@@ -231,7 +244,7 @@ def patch_spectra_figure(
 
     >>> fig = patch_spectra_figure(patch_spectra_arrays(real, fake))  # doctest: +SKIP
     """
-    from matplotlib.colors import Normalize
+    from matplotlib.colors import Normalize, PowerNorm
     from matplotlib.ticker import MaxNLocator
 
     p, (rows, cols) = spectra["patch_size"], spectra["grid"]
@@ -249,9 +262,9 @@ def patch_spectra_figure(
     residual_norms = {
         "amplitude": _log_norm(residual["amplitude_mosaic"]),
         "mean": _log_norm(residual["mean_amplitude"]),
-        "phase": Normalize(0.0, np.pi),
+        "phase": PowerNorm(0.5, 0.0, np.pi),  # square-root scale: small shifts stay visible
     }
-    labels = {"real": names[0], "fake": names[1], "residual": f"|{names[1]} - {names[0]}|"}
+    labels = {"real": names[0], "fake": names[1], "residual": "residual"}
     half = p // 2
     extent = (-half - 0.5, p - half - 0.5, p - half - 0.5, -half - 0.5)
     n_changed = int(residual["changed"].sum())
@@ -262,7 +275,7 @@ def patch_spectra_figure(
         if is_res:
             im = ax.imshow(row["image"], cmap="gray", vmin=0.0, vmax=max(row["image"].max(), 1.0))
             fig.colorbar(im, ax=ax, shrink=0.85, label="|Δ gray| (0-255)")
-            ax.set_title(f"pixel residual: {n_changed}/{rows * cols} patches")
+            ax.set_title(f"|Δ gray|: {n_changed}/{rows * cols} patches changed")
         else:
             ax.imshow(row["image"])
             ax.set_title(f"{labels[key]} face ({row['image'].shape[1]}x{row['image'].shape[0]})")
@@ -272,7 +285,7 @@ def patch_spectra_figure(
         ax = axes[i, 1]
         im = ax.imshow(row["amplitude_mosaic"], cmap=_cmap("inferno"), norm=nrm["amplitude"],
                        interpolation="nearest")
-        fig.colorbar(im, ax=ax, shrink=0.85, label="|ΔA|" if is_res else "amplitude |F|")
+        _log_colorbar(fig, im, ax, "|ΔA|" if is_res else "amplitude |F|")
         ax.set_title(("amplitude residual" if is_res else "amplitude") + f", {p}x{p} patches")
         ax.set_xlabel("x (px); each patch fftshifted")
 
@@ -284,14 +297,15 @@ def patch_spectra_figure(
             bar.set_ticks([-np.pi, -np.pi / 2, 0, np.pi / 2, np.pi], labels=["-π", "-π/2", "0",
                                                                             "π/2", "π"])
         else:
-            bar.set_ticks([0, np.pi / 2, np.pi], labels=["0", "π/2", "π"])
-        ax.set_title("phase residual (wrapped)" if is_res else "phase")
+            bar.set_ticks([0, np.pi / 16, np.pi / 4, np.pi / 2, np.pi],
+                          labels=["0", "π/16", "π/4", "π/2", "π"])
+        ax.set_title("phase residual (wrapped, √ scale)" if is_res else "phase")
         ax.set_xlabel("x (px); each patch fftshifted")
 
         ax = axes[i, 3]
         im = ax.imshow(row["mean_amplitude"], cmap=_cmap("inferno"), norm=nrm["mean"],
                        extent=extent, interpolation="nearest")
-        fig.colorbar(im, ax=ax, shrink=0.85, label="mean |ΔA|" if is_res else "mean |F|")
+        _log_colorbar(fig, im, ax, "mean |ΔA|" if is_res else "mean |F|")
         ax.set_title("mean amplitude residual" if is_res else "mean amplitude over patches")
         ticks = sorted({-half, -half // 2, 0, half // 2, p - half - 1})
         ax.set_xticks(ticks)
@@ -303,7 +317,8 @@ def patch_spectra_figure(
             ax.yaxis.set_major_locator(MaxNLocator(4, integer=True))
             ax.tick_params(labelsize="small")
     fig.suptitle(
-        title or f"Patch-wise Fourier spectra (PatchSpectrum, P={p}; amplitude on a log scale)",
+        title or f"Patch-wise Fourier spectra of {names[0]} and {names[1]} "
+        f"(PatchSpectrum, P={p}; amplitudes on a log scale)",
         fontsize="x-large",
     )
     return fig

@@ -268,7 +268,7 @@ def tsne_figure(points: np.ndarray, methods: Sequence[str], labels: Sequence[int
     ax.grid(True, alpha=0.25)
     ax.legend(title="method", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
               markerscale=1.6, frameon=False)
-    ax.set_title(title or f"t-SNE of F_E embeddings ({len(points)} faces)")
+    ax.set_title(title or f"t-SNE of F_E embeddings ({len(points)} faces)", loc="left")
     return fig
 
 
@@ -333,5 +333,5 @@ def plot_tsne(
     points = tsne_points(embeddings, perplexity, random_state)
     used = default_perplexity(len(points)) if perplexity is None else perplexity
     fig = tsne_figure(points, methods, labels, dpi=dpi, title=title or (
-        f"t-SNE of F_E embeddings: {len(points)} faces from {source}, perplexity {used:g}"))
+        f"t-SNE of F_E embeddings: {len(points)} faces, perplexity {used:.3g}\n{source}"))
     return save_figure(fig, path, dpi)
