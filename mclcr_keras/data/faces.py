@@ -59,6 +59,7 @@ TEMPLATE_5 = np.array(
 # dlib's HOG window is 80 x 80 pixels: the smallest face found at a given scale.
 _DLIB_WINDOW = 80
 _PAD = 0.15
+_MAX_DETECT_SIDE = 3840
 _BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
 
 
@@ -274,7 +275,8 @@ class FaceAligner:
         """Detection scales from coarse to fine: downscaled first, doubled until min_face."""
         longest = max(rgb.shape[:2])
         scale = min(1.0, self.detect_max_side / longest)
-        last = max(scale, _DLIB_WINDOW / min_face)
+        # never beyond a 3840 px image (1080p upsampled twice): in 4K video a face is 80 px or more
+        last = max(scale, min(_DLIB_WINDOW / min_face, _MAX_DETECT_SIDE / longest))
         scales = [scale]
         while scale < last - 1e-9:
             scale = min(scale * 2.0, last)
