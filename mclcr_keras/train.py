@@ -35,7 +35,8 @@ import tempfile
 from collections.abc import Sequence
 from typing import Any
 
-logger = logging.getLogger(__name__)
+# Named for the module also when run as `python -m` (where __name__ is "__main__").
+logger = logging.getLogger("mclcr_keras.train")
 
 PROG = "python -m mclcr_keras.train"
 EXIT_OK = 0
@@ -593,9 +594,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         )
         return EXIT_NONFINITE
     except tf.errors.OpError as error:
-        first = " ".join(error.message.strip().splitlines()[0].split()) if error.message else ""
-        print(f"train: error: {type(error).__name__}: {first[:400]} (rerun the same command to "
-              "resume after the last completed epoch)", file=sys.stderr)
+        print(f"train: error: {type(error).__name__}: {op_error_summary(error.message)} (rerun "
+              "the same command to resume after the last completed epoch)", file=sys.stderr)
         return EXIT_FAILED
     finally:
         if not chief:
@@ -605,6 +605,20 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if chief:
         _print_artifacts(run_dir, callbacks[-1].state)
     return EXIT_OK
+
+
+def op_error_summary(message: str, limit: int = 400) -> str:
+    """The informative line of a TensorFlow runtime error, without its Python stack.
+
+    Graph errors read "Graph execution error:", "Detected at node ... defined at", an indented
+    stack, and only then the description (e.g. "assertion failed: [corrupt TFRecord shard] ...").
+    """
+    lines = [line.strip() for line in (message or "").splitlines()
+             if line.strip() and not line.startswith((" ", "\t"))]
+    skip = ("Graph execution error", "Detected at node", "Detected unsupported operations")
+    useful = [line for line in lines if not line.startswith(skip)]
+    text = (useful or lines or ["(no message)"])[0]
+    return " ".join(text.split())[:limit]
 
 
 def _print_artifacts(run_dir: str, state) -> None:
@@ -634,7 +648,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or a one-line argparse error
         return int(exit_.code or 0)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        # INFO for this package only: TensorFlow's INFO lines (one per all-reduce) would drown it.
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mclcr_keras").setLevel(logging.INFO)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     previous_policy = None
     try:
