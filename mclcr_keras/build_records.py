@@ -32,7 +32,7 @@ import shutil
 import sys
 import time
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +168,10 @@ _WORKER: dict = {}
 def _import_data_module(name: str) -> types.ModuleType:
     """Imports ``mclcr_keras.data.<name>`` without running ``mclcr_keras/data/__init__.py``.
 
-    That ``__init__`` imports the schema and pipeline, hence TensorFlow (seconds and hundreds of
-    MB per process), which the workers never use. In a process that already imported the package
-    this is a plain import.
+    That ``__init__`` imports the schema and pipeline, hence TensorFlow (~8 s and hundreds of MB
+    per process), which the workers never use and the parent needs only once the workers run
+    (`_load_data_package` then completes the package). In a process that already imported the
+    package this is a plain import.
     """
     package = "mclcr_keras.data"
     if package not in sys.modules:
@@ -179,6 +180,7 @@ def _import_data_module(name: str) -> types.ModuleType:
         module.__path__ = list(spec.submodule_search_locations)
         module.__package__ = package
         module.__spec__ = spec
+        module._bare = True  # see _load_data_package
         sys.modules[package] = module
     return importlib.import_module(f"{package}.{name}")
 
@@ -320,14 +322,17 @@ def _crop_options(args: argparse.Namespace) -> dict:
             "image_format": args.image_format, "jpeg_quality": args.jpeg_quality}
 
 
-def _results(tasks: list, args: argparse.Namespace) -> Iterator[dict]:
-    """Converted items in task order: worker processes, or this process with --workers 1."""
+def _start(tasks: list, args: argparse.Namespace) -> tuple[Iterator[dict], Callable[[], None]]:
+    """Starts converting: returns the results in task order and a function that stops the work.
+
+    With ``--workers 1`` (or a single task) the conversion runs lazily in this process;
+    otherwise every task is submitted at once to ``spawn``ed worker processes, which start working
+    before this call returns.
+    """
     options = _crop_options(args)
     if args.workers == 1 or len(tasks) <= 1:
         init_worker(options, None, single_thread=False)
-        for task in tasks:
-            yield convert_item(task)
-        return
+        return (convert_item(task) for task in tasks), lambda: None
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -337,14 +342,22 @@ def _results(tasks: list, args: argparse.Namespace) -> Iterator[dict]:
     executor = ProcessPoolExecutor(min(args.workers, len(tasks)), mp_context=context,
                                    initializer=init_worker,
                                    initargs=(options, os.getpid(), True))
-    try:
-        yield from executor.map(convert_item, tasks, chunksize=1)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+    results = executor.map(convert_item, tasks, chunksize=1)
+    return results, lambda: executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _load_data_package() -> types.ModuleType:
+    """Completes ``mclcr_keras.data`` (its ``__init__``: schema, pipeline, TensorFlow) in a process
+    where `_import_data_module` left a bare package, and returns the schema module."""
+    package = sys.modules.get("mclcr_keras.data")
+    if package is not None and getattr(package, "_bare", False):
+        del package._bare
+        importlib.reload(package)
+    return importlib.import_module("mclcr_keras.data.schema")
 
 
 def _is_build_output(path: str) -> bool:
-    from mclcr_keras.data import manifest
+    manifest = _import_data_module("manifest")
 
     return any(os.path.exists(os.path.join(path, name))
                for name in (WORK, manifest.DATASET_JSON, manifest.PARTS_DIR))
@@ -381,7 +394,7 @@ def _content_config(args: argparse.Namespace) -> dict:
 
 
 def _check_resume_config(work_dir: str, config: dict) -> None:
-    from mclcr_keras.data import manifest
+    manifest = _import_data_module("manifest")
 
     path = os.path.join(work_dir, CONFIG)
     if os.path.isfile(path):
@@ -397,7 +410,7 @@ def _check_resume_config(work_dir: str, config: dict) -> None:
 
 
 def _rows(item, result: dict) -> tuple[dict, list[dict]]:
-    from mclcr_keras.data import manifest
+    manifest = _import_data_module("manifest")
 
     common = {"split": item.split, "label": item.label, "dataset": item.dataset,
               "method": item.method, "compression": item.compression, "video_id": item.video_id}
@@ -440,7 +453,8 @@ def _exit_status(info: dict) -> int:
 
 def build(args: argparse.Namespace) -> int:
     """Runs a conversion (one partition, or the whole job) and returns the exit status."""
-    from mclcr_keras.data import manifest, sources, splits
+    manifest, sources, splits = (_import_data_module(name)
+                                 for name in ("manifest", "sources", "splits"))
 
     try:
         fractions = splits.parse_fractions(args.split_fractions)
@@ -477,8 +491,7 @@ def build(args: argparse.Namespace) -> int:
 def _convert(items: list, target: str, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mclcr_keras.data import manifest, schema, shards
-
+    manifest, shards = _import_data_module("manifest"), _import_data_module("shards")
     work_dir = os.path.join(target, WORK)
     os.makedirs(work_dir, exist_ok=True)
     _check_resume_config(work_dir, _content_config(args))
@@ -494,8 +507,10 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
     tasks = [(item.kind, item.paths) for item in todo]
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="video",
                disable=args.quiet, desc="build_records", dynamic_ncols=True)
+    results, stop = _start(tasks, args)
     try:
-        for item, result in zip(todo, _results(tasks, args)):
+        schema = _load_data_package()  # TensorFlow loads while the workers already convert
+        for item, result in zip(todo, results):
             video, frames = _rows(item, result)
             if result["failure"]:
                 logger.warning("%s: %s", item.input, result["failure"])
@@ -512,6 +527,7 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
             bar.update(1)
         streams.close()
     finally:
+        stop()
         bar.close()
         journal.close()
     return _finish(target, work_dir, journal, args, started)
@@ -520,7 +536,8 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
 def _finish(target: str, work_dir: str, journal, args: argparse.Namespace,
             started: float) -> int:
     """Final shard names, tables, dataset.json; removes the work directory."""
-    from mclcr_keras.data import manifest, schema, shards
+    schema = _load_data_package()
+    manifest, shards = _import_data_module("manifest"), _import_data_module("shards")
 
     frames, videos, failures, shard_names = shards.finalize(target, work_dir, journal,
                                                            schema.shard_name)
@@ -537,7 +554,8 @@ def _finish(target: str, work_dir: str, journal, args: argparse.Namespace,
 
 def merge(args: argparse.Namespace) -> int:
     """Merges the partitions under ``--out`` and returns the exit status."""
-    from mclcr_keras.data import manifest, schema
+    schema = _load_data_package()
+    manifest = _import_data_module("manifest")
 
     try:
         info = manifest.merge_partitions(args.out, schema.shard_name)
