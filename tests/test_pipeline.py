@@ -230,8 +230,8 @@ def test_damage_found_while_reading_names_the_file(tmp_path):
     ds = pipeline.make_dataset(root2, "train", batch_size=4, training=True, shuffle_buffer=4)
     data = Path(paths2[0]).read_bytes()
     Path(paths2[0]).write_bytes(data[: len(data) // 2])
-    with pytest.raises(tf.errors.InvalidArgumentError, match=f"ended after .*{paths2[0]}|"
-                       f"{paths2[0]}.*ended after"):
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=f"corrupt TFRecord shard.*{paths2[0]}.*yields fewer than"):
         for _ in ds.take(50):
             pass
 

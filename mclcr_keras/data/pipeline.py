@@ -180,33 +180,28 @@ def _read_shard(path: tf.Tensor, expected: tf.Tensor, class_id: tf.Tensor) -> tf
     """Records of one shard as (record, path, class_id); fails naming the shard if it ends early.
 
     TFRecordDataset reports a bad checksum as a DataLossError without the file name, and there
-    is no try/except in a tf.data graph. So read errors end the file (ignore_errors) and a
-    sentinel after the last record compares the number read with the header-scan count.
-    ``expected < 0`` (no scan) reads the file plainly.
+    is no try/except in a tf.data graph. So read errors end the file (``ignore_errors``), and
+    behind the records waits one element whose only job is to fail with the file name; ``take``
+    of the scanned count never reaches it unless records are missing. No function runs per
+    record. ``expected < 0`` (no scan) reads the file plainly.
     """
     records = tf.data.TFRecordDataset(path)
+    if not (isinstance(expected, int) and expected < 0):
 
-    def checked() -> tf.data.Dataset:
-        flagged = records.ignore_errors().map(lambda r: (r, tf.constant(False)))
-        sentinel = tf.data.Dataset.from_tensors((tf.constant(b""), tf.constant(True)))
-
-        def keep(index, item):
-            _, is_end = item
-            complete = tf.logical_or(tf.logical_not(is_end), tf.equal(index, expected))
+        def fail(shard):
             check = tf.debugging.Assert(
-                complete,
-                [CORRUPT_SHARD_MESSAGE, path, "ended after", index, "of", expected, "records"],
+                False,
+                [CORRUPT_SHARD_MESSAGE, shard, "yields fewer than", expected, "records (a bad "
+                 "record checksum, or the file changed after make_dataset scanned it)"],
             )
             with tf.control_dependencies([check]):
-                return tf.logical_not(is_end)
+                return tf.identity(shard)
 
-        return flagged.concatenate(sentinel).enumerate().filter(keep).map(lambda i, item: item[0])
-
-    if isinstance(expected, int) and expected < 0:
-        stream = records
-    else:
-        stream = checked()
-    return stream.map(lambda r: (r, path, class_id))
+        failure = tf.data.Dataset.from_tensors(path).map(fail)
+        records = records.ignore_errors().concatenate(failure).take(expected)
+    paths = tf.data.Dataset.from_tensors(path).repeat()
+    class_ids = tf.data.Dataset.from_tensors(class_id).repeat()
+    return tf.data.Dataset.zip(records, paths, class_ids)
 
 
 def _decoder(image_size: int, flip: bool, with_metadata: bool):
