@@ -250,9 +250,8 @@ def _format_table(table: pd.DataFrame) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `python -m mclcr_keras.evaluate`; returns the exit status."""
-    import tensorflow as tf
-
     args = build_parser().parse_args(argv)
+    import tensorflow as tf  # after parsing: --help stays instant
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

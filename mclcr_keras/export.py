@@ -28,10 +28,6 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-import tensorflow as tf
-
-from mclcr_keras import serving
-
 logger = logging.getLogger(__name__)
 
 EXIT_ERROR = 2
@@ -72,6 +68,9 @@ def build_archive(model):
     >>> build_archive(model).write_out("serving/mclcr/1")
     """
     import keras
+    import tensorflow as tf
+
+    from mclcr_keras import serving
 
     size = serving._model_image_size(model.input_shape, f"model {model.name}")
 
@@ -103,6 +102,9 @@ def build_archive(model):
 
 def _metadata(model, model_path: str, version: int) -> dict:
     import keras
+    import tensorflow as tf
+
+    from mclcr_keras import serving
 
     config = getattr(model, "config", None)
     size = int(model.input_shape[1])
@@ -147,6 +149,8 @@ def export_model(
     >>> export_model("runs/ffpp/best.keras", "serving/mclcr")
     PosixPath('serving/mclcr/1')
     """
+    from mclcr_keras import serving
+
     model_path = Path(model_path)
     out = Path(out)
     if version is None:
@@ -219,9 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         target = export_model(args.model, args.out, args.version)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (OSError, ValueError) as error:  # missing model, version taken, disk, bad file
         print(f"export: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    from mclcr_keras import serving
+
     size = json.loads((target / METADATA_FILE).read_text())["image_size"]
     print(f"SavedModel written to {target}")
     print(f"  {serving.PIXELS_SIGNATURE}: {serving.PIXELS_INPUT} float32 (None, {size}, {size}, 3)"
