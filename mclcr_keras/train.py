@@ -373,6 +373,42 @@ def set_precision(enabled: bool) -> str:
     return policy
 
 
+def replica_safe_batches(batched, total: int, batch: int, replicas: int):
+    """Re-batches an evaluation pass so that no replica ever receives an empty slice.
+
+    `tf.distribute` gives each replica `ceil(n / replicas)` rows of an n-row batch and the last
+    replica the rest, which is empty for e.g. a final batch of 1 on 2 replicas, and Xception's
+    BatchNormalization fails on an empty slice. Every batch is therefore made a multiple of
+    `replicas` rows, except one final batch of `(replicas - s) * replicas + s` rows
+    (s = total mod replicas), whose last replica gets exactly one row. If the split is smaller
+    than that batch, its last `s` (< replicas) frames are left out, with a warning.
+
+    Returns:
+        `(dataset, steps, frames)`: the re-batched dataset, its number of batches, and the number
+        of frames it holds.
+
+    Example:
+
+    >>> ds, steps, frames = replica_safe_batches(val, total=9, batch=8, replicas=2)
+    >>> steps, frames  # batches of 6 and 3: slices 3 + 3, then 2 + 1
+    (2, 9)
+    """
+    if replicas == 1:
+        return batched, math.ceil(total / batch), total
+    remainder = total % replicas
+    tail = (replicas - remainder) * replicas + remainder if remainder else 0
+    if tail > total:
+        logger.warning("the last %d of the %d validation frames are left out: %d replicas "
+                       "cannot share them without an empty slice", remainder, total, replicas)
+        total, tail = total - remainder, 0
+    head = total - tail
+    frames = batched.unbatch()
+    dataset = frames.take(head).batch(batch)
+    if tail:
+        dataset = dataset.concatenate(frames.skip(head).take(tail).batch(tail))
+    return dataset, math.ceil(head / batch) + (1 if tail else 0), total
+
+
 def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
     """Training stream, validation pass and their step counts."""
     import tensorflow as tf
@@ -386,19 +422,19 @@ def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
     val_counts = count_records(records, VAL_SPLIT)
     smaller = min(train_counts.values())
     steps = options["steps_per_epoch"] or max(1, 2 * smaller // batch)
-    val_total = sum(val_counts.values())
-    val_steps = math.ceil(val_total / batch)
+    replicas = strategy.num_replicas_in_sync
+    # A resumed run draws a fresh training stream, not the one its first epochs saw.
+    seed = None if options["seed"] is None else options["seed"] + 1000 * epochs_done
+
+    val = make_dataset(records, VAL_SPLIT, batch_size=batch, training=False, image_size=size)
+    val, val_steps, val_frames = replica_safe_batches(val, sum(val_counts.values()), batch,
+                                                      replicas)
     if options["validation_steps"]:
         if options["validation_steps"] > val_steps:
             logger.warning("--validation-steps %d exceeds the %d batches of the val split; "
                            "using all of them", options["validation_steps"], val_steps)
         val_steps = min(val_steps, options["validation_steps"])
-    # A resumed run draws a fresh training stream, not the one its first epochs saw.
-    seed = None if options["seed"] is None else options["seed"] + 1000 * epochs_done
-
-    val = make_dataset(records, VAL_SPLIT, batch_size=batch, training=False, image_size=size)
     val = val.take(val_steps).apply(tf.data.experimental.assert_cardinality(val_steps))
-    replicas = strategy.num_replicas_in_sync
     if options["distribute"] == "multiworker":
         # Every replica builds its own balanced stream of the per-replica batch.
         def per_replica(context: tf.distribute.InputContext) -> tf.data.Dataset:
@@ -421,6 +457,7 @@ def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
         "validation_steps": val_steps,
         "train_frames": train_counts,
         "val_frames": val_counts,
+        "val_pass_frames": val_frames,
         "replicas": replicas,
     }
     return train, val, resolved

@@ -259,6 +259,54 @@ def test_killed_run_resumes_after_last_completed_epoch(records, tmp_path, capsys
     assert "already completed 3 of 3 epochs" in capsys.readouterr().out
 
 
+_SPLITS = """
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 4)
+from mclcr_keras.train import replica_safe_batches
+
+devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+rows = []
+for replicas in (2, 4):
+    strategy = tf.distribute.MirroredStrategy(devices[:replicas])
+    batch = 2 * replicas
+    for total in range(1, replicas * replicas + batch + 1):
+        batched = tf.data.Dataset.range(total).batch(batch)
+        dataset, steps, frames = replica_safe_batches(batched, total, batch, replicas)
+        slices = [[t.numpy().tolist() for t in strategy.experimental_local_results(x)]
+                  for x in strategy.experimental_distribute_dataset(dataset)]
+        rows.append({"replicas": replicas, "batch": batch, "total": total, "steps": steps,
+                     "frames": frames, "slices": slices})
+json.dump(rows, sys.stdout)
+"""
+
+
+@pytest.mark.slow
+def test_validation_batches_never_give_a_replica_an_empty_slice():
+    """Checked against tf.distribute itself on 2 and 4 logical CPUs."""
+    result = subprocess.run([sys.executable, "-c", _SPLITS], capture_output=True, text=True,
+                            timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)
+    assert len(rows) == (4 + 4) + (16 + 8)
+    for row in rows:
+        replicas, total = row["replicas"], row["total"]
+        slices = row["slices"]
+        assert len(slices) == row["steps"], row
+        assert all(len(batch) == replicas and all(batch) for batch in slices), row
+        seen = [frame for batch in slices for part in batch for frame in part]
+        assert sorted(seen) == list(range(row["frames"])), row
+        # Only a split too small to share fairly loses frames, fewer than one per replica.
+        dropped = total - row["frames"]
+        assert 0 <= dropped < replicas, row
+        if total >= replicas * replicas:
+            assert dropped == 0, row
+
+
 _MIRRORED = """
 import sys
 import tensorflow as tf
@@ -271,10 +319,29 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_mirrored_two_replicas(records, tmp_path):
-    """MirroredStrategy over two logical CPUs (each replica gets 2 real + 2 fake faces)."""
+    """MirroredStrategy over two logical CPUs (each replica gets 2 real + 2 fake faces).
+
+    The val split has 9 frames: in batches of 8, the last one (1 frame) would leave a replica
+    with nothing, which TensorFlow's BatchNormalization cannot evaluate.
+    """
+    import tensorflow as tf
+
+    from mclcr_keras.data import schema
+
+    odd = tmp_path / "records"
+    (odd / "val").mkdir(parents=True)
+    (odd / "train").symlink_to(records / "train")
+    rng = np.random.default_rng(5)
+    for label, count in ((0, 5), (1, 4)):
+        name = schema.shard_name(schema.LABEL_NAMES[label], 0, 1)
+        with tf.io.TFRecordWriter(str(odd / "val" / name)) as writer:
+            for index in range(count):
+                pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+                writer.write(schema.encode_example(schema.encode_image(pixels), label,
+                                                   f"odd-{label}-{index}", "odd", "test", index))
     run_dir = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-c", _MIRRORED, "--records", str(records), "--out", str(run_dir),
+        [sys.executable, "-c", _MIRRORED, "--records", str(odd), "--out", str(run_dir),
          "--image-size", "64", "--weights", "none", "--batch-size", "8", "--epochs", "1",
          "--steps-per-epoch", "2", "--variant", "baseline", "--distribute", "mirrored"],
         capture_output=True, text=True, timeout=1200,
@@ -284,5 +351,7 @@ def test_mirrored_two_replicas(records, tmp_path):
     assert "MirroredStrategy, 2 replicas" in result.stderr
     assert [row["epoch"] for row in _history(run_dir)] == ["0"]
     assert (run_dir / "best.keras").is_file() and (run_dir / "last.keras").is_file()
-    assert json.loads((run_dir / "config.json").read_text())["resolved"]["replicas"] == 2
+    resolved = json.loads((run_dir / "config.json").read_text())["resolved"]
+    assert (resolved["replicas"], resolved["validation_steps"], resolved["val_pass_frames"]) == (
+        2, 2, 9)
     assert "best.keras" in result.stdout and str(run_dir) in result.stdout
