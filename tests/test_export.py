@@ -1,6 +1,7 @@
 """python -m mclcr_keras.export: TF Serving layout, both signatures against the Keras model,
-saved_model_cli, the documented REST request, versions and errors; the export loaded back by
-`serving.load_scorer` and evaluated by `python -m mclcr_keras.evaluate`."""
+saved_model_cli, the documented REST request, versions and errors; both scorers of
+`serving.load_scorer` (the .keras file and the export) against the model, and the export
+evaluated by `python -m mclcr_keras.evaluate`. One export per module: it is the costly part."""
 
 import base64
 import json
@@ -264,3 +265,36 @@ def test_evaluate_accepts_the_exported_saved_model(exported, tmp_path):
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["model_format"] == "saved_model" and report["image_size"] == SIZE
     assert report["records"]["records"]["video"]["n_videos"] == 4
+
+
+@pytest.fixture(scope="module")
+def keras_scorer(exported):
+    return serving.load_scorer(exported["model_path"])
+
+
+@pytest.mark.slow
+def test_keras_scorer_matches_the_model(exported, keras_scorer):
+    scorer = keras_scorer
+    assert isinstance(scorer, serving.KerasScorer)
+    assert (scorer.kind, scorer.image_size) == ("keras", SIZE)
+    crops = np.random.default_rng(6).integers(0, 256, (7, SIZE, SIZE, 3), dtype=np.uint8)
+    probability, logit = scorer.predict(crops, batch_size=3)  # 3 + 3 + 1: one trace for all
+    assert probability.shape == logit.shape == (7,) and probability.dtype == np.float32
+    expected_probability, expected_logit = _keras_outputs(exported["model"], crops)
+    np.testing.assert_allclose(probability, expected_probability, atol=1e-5)
+    np.testing.assert_allclose(logit, expected_logit, atol=1e-5)
+    again, _ = scorer.predict(tf.constant(crops.astype(np.float32)))
+    np.testing.assert_allclose(again, probability, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_predict_checks_shapes_and_batch_size(keras_scorer):
+    scorer = keras_scorer
+    with pytest.raises(ValueError, match=r"\(B, 64, 64, 3\), got \(2, 32, 32, 3\)"):
+        scorer.predict(np.zeros((2, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match=r"got \(64, 64, 3\)"):
+        scorer.predict(np.zeros((SIZE, SIZE, 3), np.float32))
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
+        scorer.predict(np.zeros((1, SIZE, SIZE, 3), np.float32), batch_size=0)
+    probability, logit = scorer.predict(np.zeros((0, SIZE, SIZE, 3), np.float32))
+    assert probability.shape == logit.shape == (0,)

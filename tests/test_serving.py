@@ -1,68 +1,16 @@
-"""mclcr_keras.serving: one scoring interface over a .keras file and an exported SavedModel."""
+"""mclcr_keras.serving without a model: decoding equals the records pipeline, model lookup,
+errors. The scorers themselves are tested on the model and export of tests/test_export.py."""
 
 import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from mclcr_keras import serving
 from mclcr_keras.data import make_dataset, schema
-from mclcr_keras.models import build_mclcr
 
 SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory):
-    keras.utils.set_random_seed(2)
-    model = build_mclcr(image_size=SIZE, weights=None, compile=False)
-    model_path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    model.save(model_path)
-    return {"model": model, "model_path": model_path}
-
-
-@pytest.fixture(scope="module")
-def keras_scorer(saved):
-    return serving.load_scorer(saved["model_path"])
-
-
-def _reference(model, images):
-    outputs = model(tf.constant(images, tf.float32), training=False)
-    return outputs["probability"].numpy().ravel(), outputs["logit"].numpy().ravel()
-
-
-def _crops(seed: int, count: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3), dtype=np.uint8)
-
-
-@pytest.mark.slow
-def test_keras_scorer_matches_the_model(saved, keras_scorer):
-    scorer = keras_scorer
-    assert isinstance(scorer, serving.KerasScorer)
-    assert (scorer.kind, scorer.image_size) == ("keras", SIZE)
-    crops = _crops(0, 7)
-    probability, logit = scorer.predict(crops, batch_size=3)  # 3 + 3 + 1: one trace for all
-    assert probability.shape == logit.shape == (7,) and probability.dtype == np.float32
-    expected_probability, expected_logit = _reference(saved["model"], crops)
-    np.testing.assert_allclose(probability, expected_probability, atol=1e-5)
-    np.testing.assert_allclose(logit, expected_logit, atol=1e-5)
-    again, _ = scorer.predict(tf.constant(crops.astype(np.float32)))
-    np.testing.assert_allclose(again, probability, atol=1e-6)
-
-
-@pytest.mark.slow
-def test_predict_checks_shapes_and_batch_size(keras_scorer):
-    scorer = keras_scorer
-    with pytest.raises(ValueError, match=r"\(B, 64, 64, 3\), got \(2, 32, 32, 3\)"):
-        scorer.predict(np.zeros((2, 32, 32, 3), np.float32))
-    with pytest.raises(ValueError, match=r"got \(64, 64, 3\)"):
-        scorer.predict(np.zeros((SIZE, SIZE, 3), np.float32))
-    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
-        scorer.predict(np.zeros((1, SIZE, SIZE, 3), np.float32), batch_size=0)
-    probability, logit = scorer.predict(np.zeros((0, SIZE, SIZE, 3), np.float32))
-    assert probability.shape == logit.shape == (0,)
 
 
 def test_decode_images_matches_the_records_pipeline(tmp_path):
