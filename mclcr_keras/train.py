@@ -268,7 +268,8 @@ def read_run_config(run_dir: str) -> dict[str, Any] | None:
         return None
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.exists(path):
-        if os.listdir(run_dir):
+        # *.tmp: config.json being written by the chief of a multi-worker run right now.
+        if [name for name in os.listdir(run_dir) if not name.endswith(".tmp")]:
             raise UsageError(
                 f"--out {run_dir} is not empty and holds no {CONFIG_FILE} of a training run; "
                 "choose a new or empty folder"
@@ -560,6 +561,9 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         model = build_model(model_values, run_dir, state, strategy)
     except BackboneWeightsError as error:
         raise UsageError(str(error)) from None
+    except (OSError, ValueError) as error:
+        what = f"the checkpoint of {run_dir}" if state else "the model"
+        raise UsageError(f"cannot build {what}: {' '.join(str(error).split())[:400]}") from None
 
     # Only the chief writes RUN_DIR; other workers save into a scratch folder (saving may run
     # collective ops that every worker must join) that is deleted at the end.

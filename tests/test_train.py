@@ -179,6 +179,7 @@ def test_nan_loss_stops_with_message(records, tmp_path, capsys):
 def test_killed_run_resumes_after_last_completed_epoch(records, tmp_path, capsys):
     """kill -9 during epoch 2, same command again: epochs 2 and 3 only, then every artifact."""
     import keras
+    import tensorflow as tf
 
     from mclcr_keras.data import make_dataset
     from mclcr_keras.models import MCLCRConfig
@@ -243,7 +244,9 @@ def test_killed_run_resumes_after_last_completed_epoch(records, tmp_path, capsys
     assert state["best_val_auc"] == pytest.approx(aucs[best_epoch - 1])
     best = keras.models.load_model(run_dir / "best.keras")
     best.compile()
-    val = make_dataset(records, "val", batch_size=4, training=False, image_size=64)
+    val_batches = math.ceil(2 * VIDEOS["val"] * FRAMES / 4)
+    val = make_dataset(records, "val", batch_size=4, training=False, image_size=64).apply(
+        tf.data.experimental.assert_cardinality(val_batches))
     scores = best.evaluate(val, return_dict=True, verbose=0)
     assert scores["auc"] == pytest.approx(aucs[best_epoch - 1], abs=1e-5)
     assert scores["loss"] == pytest.approx(float(history[best_epoch - 1]["val_loss"]), rel=1e-4)
