@@ -212,8 +212,18 @@ def test_corrupt_shard_is_named_before_reading(tmp_path, damage):
 
 def _flip_payload_byte(path):
     data = bytearray(Path(path).read_bytes())
-    data[12 + 40] ^= 0xFF  # inside the first record's payload: framing intact, bad data checksum
+    data[-4 - 40] ^= 0xFF  # inside the last record's payload: framing intact, bad data checksum
     Path(path).write_bytes(bytes(data))
+
+
+def test_bad_checksum_in_the_first_record_is_named_before_reading(tmp_path):
+    root, paths = _copy_split(tmp_path)
+    data = bytearray(Path(paths[0]).read_bytes())
+    data[12 + 40] ^= 0xFF  # the first record, read to learn the stored image size
+    Path(paths[0]).write_bytes(bytes(data))
+    with pytest.raises(pipeline.CorruptShardError,
+                       match=f"corrupt TFRecord shard {paths[0]}: corrupted record at 12$"):
+        pipeline.make_dataset(root, "train", training=False)
 
 
 def test_damage_found_while_reading_names_the_file(tmp_path):

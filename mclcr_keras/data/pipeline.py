@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import struct
 
 import tensorflow as tf
@@ -204,38 +205,64 @@ def _read_shard(path: tf.Tensor, expected: tf.Tensor, class_id: tf.Tensor) -> tf
     return tf.data.Dataset.zip(records, paths, class_ids)
 
 
-def _decoder(image_size: int, flip: bool, with_metadata: bool):
-    """The per-record map: parse, decode, check the label, flip, resize, float32 in [0, 255]."""
+def _stored_size(paths: list[str]) -> tuple[int, int] | None:
+    """(height, width) of the first record's image, or None when the shards hold no record."""
+    for path in paths:
+        try:
+            for record in tf.data.TFRecordDataset(path).take(1):
+                image = schema.decode_image(schema.parse_example(record)["image"])
+                return int(image.shape[0]), int(image.shape[1])
+        except tf.errors.DataLossError as error:
+            reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", error.message.strip())
+            raise CorruptShardError(f"{CORRUPT_SHARD_MESSAGE} {path}: {reason}") from None
+    return None
+
+
+def _decoder(image_size: int, resize: bool, flip: bool, with_metadata: bool):
+    """The per-record map: parse, decode, random flip, resize when the stored size differs.
+
+    No control flow (``tf.cond``/``Assert`` become function calls per record, measurably slow on
+    two cores): the flip reverses over a runtime list of axes, empty or ``[1]``, and whether to
+    resize is decided once per dataset from the first record. Pixels stay uint8 (float32 after a
+    resize) until `_finisher` casts the whole batch.
+    """
 
     def decode(record, path, class_id, rand):
         feats = schema.parse_example(record)
-        label_ok = tf.debugging.Assert(
-            tf.equal(feats["label"], class_id),
-            ["record with the wrong label in", path, "label", feats["label"]],
-        )
-        with tf.control_dependencies([label_ok]):
-            image = schema.decode_image(feats["image"])
+        image = schema.decode_image(feats["image"])
         if flip:
             # One bit of the per-element random number: the same flips for the same seed even
             # though the map runs in parallel (a stateful random op would follow thread order).
-            mirror = tf.equal(tf.bitwise.bitwise_and(rand, 1), 1)
-            image = tf.cond(mirror, lambda: tf.reverse(image, axis=[1]), lambda: image)
-        shape = tf.shape(image)
-        stored_size = tf.logical_and(tf.equal(shape[0], image_size), tf.equal(shape[1], image_size))
-        image = tf.cond(
-            stored_size,
-            lambda: tf.cast(image, tf.float32),
-            lambda: tf.clip_by_value(
+            mirror = tf.cast(tf.bitwise.bitwise_and(rand, 1), tf.int32)
+            image = tf.reverse(image, axis=tf.range(1, 1 + mirror))
+        if resize:
+            image = tf.clip_by_value(
                 tf.image.resize(image, [image_size, image_size], antialias=True), 0.0, 255.0
-            ),
-        )
+            )
         image = tf.ensure_shape(image, [image_size, image_size, 3])
-        label = tf.cast(feats["label"], tf.float32)
-        if with_metadata:
-            return image, label, {key: feats[key] for key in schema.METADATA_KEYS}
-        return image, label
+        meta = {key: feats[key] for key in schema.METADATA_KEYS} if with_metadata else {}
+        return image, feats["label"], path, class_id, meta
 
     return decode
+
+
+def _finisher(with_metadata: bool):
+    """The per-batch map: check labels against the shards' classes, cast to float32."""
+
+    def finish(images, labels, paths, class_ids, meta):
+        wrong = tf.not_equal(labels, class_ids)
+        check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(wrong)),
+            ["record with the wrong label in", tf.boolean_mask(paths, wrong)],
+        )
+        with tf.control_dependencies([check]):
+            images = tf.cast(images, tf.float32)
+        labels = tf.cast(labels, tf.float32)
+        if with_metadata:
+            return images, labels, meta
+        return images, labels
+
+    return finish
 
 
 def _files(paths: list[str], counts: list[int]) -> tf.data.Dataset:
@@ -331,51 +358,64 @@ def make_dataset(
     _check_arguments(split, batch_size, training, image_size, balanced, shuffle_buffer,
                      num_parallel_reads)
     deterministic = (not training) or seed is not None
-    decode = _decoder(image_size, flip=training, with_metadata=with_metadata)
+    finish = _finisher(with_metadata)
 
     def files_of(label_name: str | None) -> tuple[list[str], list[int]]:
         paths = list_shards(records_dir, split, label_name)
         counts = [scan_shard(p) for p in paths] if check_shards else [-1] * len(paths)
+        if training and check_shards and sum(counts) == 0:
+            # An endless stream over empty files would hang instead of failing.
+            raise FileNotFoundError(f"the {label_name or 'real/fake'} shards of "
+                                    f"{os.path.join(os.fspath(records_dir), split)} hold no record")
         return paths, counts
+
+    def decoder(paths: list[str]):
+        stored = _stored_size(paths)
+        resize = stored is not None and stored != (image_size, image_size)
+        if resize:
+            logger.info("%s: resizing the stored %s crops to %d px", split, stored, image_size)
+        return _decoder(image_size, resize, flip=training, with_metadata=with_metadata)
 
     def reader(path, expected, class_id):
         return _read_shard(path, expected if check_shards else -1, class_id)
+
+    def decode_and_batch(records, paths, randoms, drop_remainder):
+        decode = decoder(paths)
+        ds = tf.data.Dataset.zip(records, randoms).map(
+            lambda record, rand: decode(*record, rand), num_parallel_calls=AUTOTUNE,
+            deterministic=deterministic,
+        )
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(finish)  # one cast per batch: cheap, a parallel stage would only add threads
+        return ds.prefetch(AUTOTUNE)
 
     if not training:
         paths, counts = files_of(None)
         records = _files(paths, counts).flat_map(reader)
         randoms = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat()
-        ds = tf.data.Dataset.zip(records, randoms).map(
-            lambda record, rand: decode(*record, rand),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,
-        )
-        return ds.batch(batch_size).prefetch(AUTOTUNE)
+        return decode_and_batch(records, paths, randoms, drop_remainder=False)
 
-    def stream(label_name: str | None, stream_seed: int | None) -> tf.data.Dataset:
+    def stream(label_name: str | None, stream_seed: int | None):
         paths, counts = files_of(label_name)
         files = _files(paths, counts).shuffle(len(paths), seed=stream_seed).repeat()
         reads = min(num_parallel_reads, len(paths))
         records = files.interleave(
-            reader, cycle_length=reads, block_length=1, num_parallel_calls=reads,
+            reader, cycle_length=reads, block_length=1, num_parallel_calls=AUTOTUNE,
             deterministic=deterministic,
         )
-        return records.shuffle(shuffle_buffer, seed=stream_seed)
+        return records.shuffle(shuffle_buffer, seed=stream_seed), paths
 
     def seed_for(offset: int) -> int | None:
         return None if seed is None else seed + offset
 
     if balanced:
         # Alternating real, fake, ... makes every even-sized slice at an even offset balanced.
+        (real, real_paths), (fake, fake_paths) = stream("real", seed_for(0)), stream(
+            "fake", seed_for(1))
         choice = tf.data.Dataset.range(2).repeat()
-        records = tf.data.Dataset.choose_from_datasets(
-            [stream("real", seed_for(0)), stream("fake", seed_for(1))], choice
-        )
+        records = tf.data.Dataset.choose_from_datasets([real, fake], choice)
+        paths = real_paths + fake_paths
     else:
-        records = stream(None, seed_for(0))
+        records, paths = stream(None, seed_for(0))
     randoms = tf.data.Dataset.random(seed=seed_for(2))
-    ds = tf.data.Dataset.zip(records, randoms).map(
-        lambda record, rand: decode(*record, rand), num_parallel_calls=AUTOTUNE,
-        deterministic=deterministic,
-    )
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    return decode_and_batch(records, paths, randoms, drop_remainder=True)
