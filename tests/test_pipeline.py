@@ -188,6 +188,15 @@ def test_bad_arguments_and_missing_data(records, tmp_path):
         pipeline.make_dataset(tmp_path, "empty", training=False)
 
 
+def test_class_without_records_fails_instead_of_hanging(tmp_path):
+    _write_split(tmp_path / "train", {"real": [[]], "fake": LAYOUT["fake"][:1]})
+    with pytest.raises(FileNotFoundError, match="the real shards of .*train hold no record"):
+        pipeline.make_dataset(tmp_path, "train", batch_size=4)
+    # Evaluation of the same split is fine: it yields the fakes once.
+    ds = pipeline.make_dataset(tmp_path, "train", batch_size=4, training=False, image_size=SIZE)
+    assert sum(len(y) for _, y in ds) == len(LAYOUT["fake"][0])
+
+
 def _copy_split(tmp_path):
     paths = _write_split(tmp_path / "train")
     return str(tmp_path), paths
