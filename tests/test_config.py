@@ -85,6 +85,7 @@ def test_weights_none_string_and_local_path():
         ({"weights": 3}, "got 3"),
         ({"learning_rate": 0.0}, "learning_rate must be a positive number; got 0.0"),
         ({"weight_decay": -1.0}, "weight_decay must be a number >= 0; got -1.0"),
+        ({"bn_momentum": 1.0}, "bn_momentum must be None or in [0, 1); got 1.0"),
         ({"sync_batchnorm": "yes"}, "sync_batchnorm must be True or False; got 'yes'"),
     ],
 )

@@ -85,6 +85,7 @@ def build_backbone(
     weights: str | None = None,
     global_feature: str = "block14",
     sync_batchnorm: bool = False,
+    bn_momentum: float | None = None,
     name: str = "xception_taps",
 ) -> keras.Model:
     """Xception (include_top=False) returning the MC-LCR taps as a dict.
@@ -95,6 +96,8 @@ def build_backbone(
         global_feature: `"block14"` or `"block13"`, see `global_feature_tensor`.
         sync_batchnorm: compute the BatchNormalization batch statistics over all replicas of a
             `tf.distribute` strategy (Keras' `synchronized=True`) instead of per replica.
+        bn_momentum: momentum of the BatchNormalization moving statistics; `None` keeps
+            keras.applications' 0.99 (PyTorch's default corresponds to 0.9).
         name: name of the returned model.
 
     Returns:
@@ -108,11 +111,13 @@ def build_backbone(
     ['b1', 'b2', 'b3', 'global']
     """
     xception = _xception(weights)
-    if sync_batchnorm:
-        for layer in xception.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                # Read at call time by BatchNormalization._moments; also kept by get_config.
+    for layer in xception.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            # Both attributes are read at call time and kept by get_config.
+            if sync_batchnorm:
                 layer.synchronized = True
+            if bn_momentum is not None:
+                layer.momentum = float(bn_momentum)
     outputs = {key: xception.get_layer(layer).output for key, layer in TAP_LAYERS.items()}
     outputs["global"] = global_feature_tensor(xception, global_feature)
     return keras.Model(xception.input, outputs, name=name)

@@ -62,6 +62,9 @@ class MCLCRConfig:
         sync_batchnorm: when the model is built under a `tf.distribute` strategy with several
             replicas, Xception's BatchNormalization uses the statistics of the global batch
             (so a distributed step equals the single-device step). No effect on one device.
+        bn_momentum: momentum of Xception's BatchNormalization moving statistics; `None` keeps
+            keras.applications' 0.99. 0.9 (PyTorch's default, used by DeepfakeBench's Xception)
+            lets the inference statistics follow a short training from scratch.
 
     Example:
 
@@ -87,6 +90,7 @@ class MCLCRConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     sync_batchnorm: bool = True
+    bn_momentum: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.weights, str) and self.weights.strip().lower() == "none":
@@ -154,6 +158,12 @@ class MCLCRConfig:
         if not isinstance(self.sync_batchnorm, bool):
             raise ValueError(
                 f"MCLCRConfig.sync_batchnorm must be True or False; got {self.sync_batchnorm!r}"
+            )
+        if self.bn_momentum is not None and (
+            not _is_number(self.bn_momentum) or not 0.0 <= self.bn_momentum < 1.0
+        ):
+            raise ValueError(
+                f"MCLCRConfig.bn_momentum must be None or in [0, 1); got {self.bn_momentum!r}"
             )
         if not _is_number(self.learning_rate) or self.learning_rate <= 0:
             raise ValueError(

@@ -106,7 +106,10 @@ class MCLCR(keras.Model):
         # === Layers and functional graph ===
         weights = config.weights if load_backbone_weights else None
         backbone = build_backbone(
-            weights, config.global_feature, sync_batchnorm=config.sync_batchnorm and _replicas() > 1
+            weights,
+            config.global_feature,
+            sync_batchnorm=config.sync_batchnorm and _replicas() > 1,
+            bn_momentum=config.bn_momentum,
         )
         size = config.image_size
         images = keras.Input((size, size, 3), name="images")
