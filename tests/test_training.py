@@ -9,7 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from mclcr_keras.models import MCLCRConfig, build_mclcr
+from mclcr_keras.models import MCLCRConfig, build_mclcr, recompute_batchnorm_statistics
+from mclcr_keras.models.batchnorm import batchnorm_layers
 
 LOG_KEYS = {"loss", "bce", "supcon", "accuracy", "auc"}
 
@@ -138,3 +139,29 @@ def test_misuse_raises_clear_errors():
         model.evaluate(images, verbose=0)
     with pytest.raises(ValueError, match="computes its own loss"):
         model.compile(loss="binary_crossentropy")
+
+
+def test_recompute_batchnorm_statistics_gives_mean_of_batch_statistics():
+    inputs = keras.Input((4,))
+    bn = keras.layers.BatchNormalization(momentum=0.99)
+    model = keras.Model(inputs, bn(keras.layers.Dense(3, name="dense")(inputs)))
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(loc=i, size=(8, 4)).astype("float32") for i in range(3)]
+    assert recompute_batchnorm_statistics(model, iter(batches)) == 3
+    kernel, bias = (_np(w) for w in model.get_layer("dense").weights)
+    hidden = [b @ kernel + bias for b in batches]
+    np.testing.assert_allclose(_np(bn.moving_mean), np.mean([h.mean(0) for h in hidden], 0),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_np(bn.moving_variance), np.mean([h.var(0) for h in hidden], 0),
+                               rtol=1e-4, atol=1e-5)
+    assert bn.momentum == 0.99
+    with pytest.raises(ValueError, match="at least one batch"):
+        recompute_batchnorm_statistics(model, [])
+
+
+def test_bn_momentum_option_reaches_every_backbone_batchnorm():
+    model = build_mclcr(MCLCRConfig.smoke(bn_momentum=0.9), compile=False)
+    momenta = {layer.momentum for layer in batchnorm_layers(model)}
+    assert momenta == {0.9} and len(batchnorm_layers(model)) == 40
+    default = build_mclcr(MCLCRConfig.smoke(variant="baseline"), compile=False)
+    assert {layer.momentum for layer in batchnorm_layers(default)} == {0.99}
