@@ -38,8 +38,9 @@ def test_exit_status_stage_headers_and_summary(quick_run):
     for number in range(1, demo.STAGES + 1):
         assert re.search(rf"=== \[\d+:\d\d elapsed\] stage {number}/{demo.STAGES}: ", text), number
     # Every tool is shown as the command a user would type.
-    for module in ("demo_data", "build_records", "train", "evaluate", "export", "predict", "viz"):
+    for module in ("build_records", "train", "evaluate", "export", "predict", "viz"):
         assert f"$ python -m mclcr_keras.{module} " in text, module
+    assert ">>> make_demo_folder(" in text
     assert "--weights none" in text and "ImageNet weights would be downloaded" in text
     assert re.search(r"=== demo finished in \d+:\d\d \(wall\), \d+ s CPU ===", text)
     assert f"SavedModel (TF Serving)  {out / 'serving' / 'mclcr' / '1'}" in text
@@ -96,7 +97,8 @@ def test_training_run_and_best_model(quick_run):
     assert config["training"]["image_size"] == demo.QUICK.image_size
     model = load_keras_model(run / "best.keras")
     assert tuple(model.input_shape) == (None, demo.QUICK.image_size, demo.QUICK.image_size, 3)
-    probability = model(np.zeros((2, model.input_shape[1], model.input_shape[1], 3), np.float32))["probability"].numpy()
+    size = demo.QUICK.image_size
+    probability = model(np.zeros((2, size, size, 3), np.float32))["probability"].numpy()
     assert probability.shape == (2, 1) and np.all((probability >= 0) & (probability <= 1))
 
 
