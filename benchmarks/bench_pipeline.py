@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"records: {counts}  batch {args.batch_size}  windows {args.repeats} x {args.batches} "
-          f"batches  cpus {os.cpu_count()}  tf {tf.__version__}")
+          f"batches  cpus {os.cpu_count()}  load average {load}  tf {tf.__version__}")
     rates, cpu_ms = result["rates"], result["cpu_ms"]
     median = statistics.median
     for name in ("bare_decode", "pipeline"):
