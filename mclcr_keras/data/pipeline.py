@@ -335,7 +335,8 @@ def make_dataset(
         shuffle_buffer: records held per class stream for shuffling (training).
         seed: fixes shard order, shuffling and flips; with a seed the training stream is
             reproducible (the pipeline then runs in deterministic mode, slightly slower).
-        num_parallel_reads: shards read concurrently per class stream (training).
+        num_parallel_reads: shards open at a time per class stream (training), read in
+            parallel.
         check_shards: scan every shard's record framing first, and check each shard's record
             count while reading, so corrupt shards fail naming the file. Turn off only for
             remote storage where the per-record seeks are slow.
@@ -344,9 +345,10 @@ def make_dataset(
         A ``tf.data.Dataset``, prefetched.
 
     Raises:
-        FileNotFoundError: missing split directory, no shard at all, or (balanced training)
-            no shard of a class.
-        CorruptShardError: a shard fails the header scan (truncated, garbage).
+        FileNotFoundError: missing split directory, no shard at all, or (training) a class
+            without shards or records.
+        CorruptShardError: a shard fails the header scan (truncated, garbage), or the first
+            record, read to learn the stored image size, fails its checksum.
         ValueError: bad arguments, e.g. a batch size that cannot be balanced.
 
     Example:
