@@ -1,5 +1,8 @@
 """The TFRecord schema: encode -> TFRecordWriter -> TFRecordDataset -> parse round trip."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -91,3 +94,24 @@ def test_bad_inputs_raise_with_value():
         schema.encode_image(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="'bmp'"):
         schema.encode_image(np.zeros((8, 8, 3), np.uint8), "bmp")
+
+
+def _imports_tensorflow(code: str) -> bool:
+    """Whether running ``code`` in a fresh interpreter leaves TensorFlow in ``sys.modules``."""
+    completed = subprocess.run(
+        [sys.executable, "-c", f"import sys\n{code}\nprint('tensorflow' in sys.modules)"],
+        capture_output=True, text=True, timeout=120, check=True)
+    return completed.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_tensorflow_free_submodules_do_not_import_tensorflow():
+    # The converter's workers import these; the package exports must not pull TensorFlow in.
+    assert not _imports_tensorflow("import mclcr_keras.data.faces, mclcr_keras.data.video")
+    # The lazy exports still resolve, to the submodules' objects.
+    import mclcr_keras.data as data
+    from mclcr_keras.data import make_dataset, pipeline
+
+    assert make_dataset is pipeline.make_dataset and data.encode_image is schema.encode_image
+    assert set(data.__all__) <= set(dir(data)) and "make_dataset" in data.__all__
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        data.nope
