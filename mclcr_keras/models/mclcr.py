@@ -120,7 +120,7 @@ class MCLCR(keras.Model):
 
         if config.variant == "baseline":
             head_input = keras.layers.Dropout(config.dropout, name="dropout")(features["GF"])
-            encoded = head_input
+            encoded = features["GF"]  # the (untrained) embedding head projects GF itself
         else:
             fused = []
             if config.use_ssrb:
