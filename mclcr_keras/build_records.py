@@ -24,14 +24,11 @@ shard under a temporary name and journals it once durable, so ``--resume`` after
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import shutil
 import sys
 import time
-import types
 from collections.abc import Callable, Iterator, Sequence
 
 logger = logging.getLogger(__name__)
@@ -165,26 +162,6 @@ def _check_arguments(args: argparse.Namespace) -> None:
 _WORKER: dict = {}
 
 
-def _import_data_module(name: str) -> types.ModuleType:
-    """Imports ``mclcr_keras.data.<name>`` without running ``mclcr_keras/data/__init__.py``.
-
-    That ``__init__`` imports the schema and pipeline, hence TensorFlow (~8 s and hundreds of MB
-    per process), which the workers never use and the parent needs only once the workers run
-    (`_load_data_package` then completes the package). In a process that already imported the
-    package this is a plain import.
-    """
-    package = "mclcr_keras.data"
-    if package not in sys.modules:
-        spec = importlib.util.find_spec(package)
-        module = types.ModuleType(package)
-        module.__path__ = list(spec.submodule_search_locations)
-        module.__package__ = package
-        module.__spec__ = spec
-        module._bare = True  # see _load_data_package
-        sys.modules[package] = module
-    return importlib.import_module(f"{package}.{name}")
-
-
 def _die_with_parent() -> None:
     """Linux: get SIGKILL when the parent dies (so ``kill -9`` of the CLI leaves no orphans)."""
     if not sys.platform.startswith("linux"):
@@ -212,27 +189,12 @@ def init_worker(options: dict, parent_pid: int | None = None, single_thread: boo
 
     if single_thread:
         cv2.setNumThreads(1)
-    faces = _import_data_module("faces")
+    from mclcr_keras.data import faces
+
     _WORKER.clear()
     _WORKER.update(options)
     _WORKER["parent_pid"] = parent_pid
     _WORKER["aligner"] = faces.FaceAligner(size=options["size"], margin=options["margin"])
-
-
-def encode_crop(rgb, image_format: str = "png", jpeg_quality: int = 95) -> bytes:
-    """Encodes an RGB crop exactly as `mclcr_keras.data.schema.encode_image` does (a test checks
-    the bytes are identical), without importing TensorFlow."""
-    import cv2
-    import numpy as np
-
-    bgr = np.ascontiguousarray(rgb[..., ::-1])
-    if image_format == "png":
-        ok, buffer = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
-    else:
-        ok, buffer = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
-    if not ok:
-        raise ValueError(f"OpenCV could not encode a {rgb.shape} crop as {image_format}")
-    return buffer.tobytes()
 
 
 def _resize(rgb, size: int):
@@ -248,7 +210,8 @@ def _resize(rgb, size: int):
 
 def _frames_of(kind: str, paths: Sequence[str], num_frames: int) -> Iterator[tuple[int, object]]:
     """(frame_index, rgb) of the sampled frames of a video, an image, or a folder of frames."""
-    video = _import_data_module("video")
+    from mclcr_keras.data import video
+
     if kind == "video":
         yield from video.read_frames(paths[0], num_frames)
         return
@@ -281,8 +244,9 @@ def convert_item(task: tuple[str, tuple[str, ...]]) -> dict:
     parent = _WORKER.get("parent_pid")
     if parent is not None and os.getppid() != parent:
         os._exit(1)  # orphaned: the CLI is gone
+    from mclcr_keras.data import schema, video
+
     kind, paths = task
-    video = _import_data_module("video")
     aligner = _WORKER["aligner"]
     frames: list[tuple] = []
     sampled = 0
@@ -300,7 +264,7 @@ def convert_item(task: tuple[str, tuple[str, ...]]) -> dict:
                 previous = face.box
                 crop, box = face.image, [int(v) for v in face.box]
                 landmarks = [[float(x), float(y)] for x, y in face.landmarks]
-            image = encode_crop(crop, _WORKER["image_format"], _WORKER["jpeg_quality"])
+            image = schema.encode_image(crop, _WORKER["image_format"], _WORKER["jpeg_quality"])
             frames.append((int(index), image, box, landmarks))
     except video.MediaError as error:
         return {"frames": [], "sampled": sampled, "failure": str(error)}
@@ -346,18 +310,8 @@ def _start(tasks: list, args: argparse.Namespace) -> tuple[Iterator[dict], Calla
     return results, lambda: executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _load_data_package() -> types.ModuleType:
-    """Completes ``mclcr_keras.data`` (its ``__init__``: schema, pipeline, TensorFlow) in a process
-    where `_import_data_module` left a bare package, and returns the schema module."""
-    package = sys.modules.get("mclcr_keras.data")
-    if package is not None and getattr(package, "_bare", False):
-        del package._bare
-        importlib.reload(package)
-    return importlib.import_module("mclcr_keras.data.schema")
-
-
 def _is_build_output(path: str) -> bool:
-    manifest = _import_data_module("manifest")
+    from mclcr_keras.data import manifest
 
     return any(os.path.exists(os.path.join(path, name))
                for name in (WORK, manifest.DATASET_JSON, manifest.PARTS_DIR))
@@ -394,7 +348,7 @@ def _content_config(args: argparse.Namespace) -> dict:
 
 
 def _check_resume_config(work_dir: str, config: dict) -> None:
-    manifest = _import_data_module("manifest")
+    from mclcr_keras.data import manifest
 
     path = os.path.join(work_dir, CONFIG)
     if os.path.isfile(path):
@@ -410,7 +364,7 @@ def _check_resume_config(work_dir: str, config: dict) -> None:
 
 
 def _rows(item, result: dict) -> tuple[dict, list[dict]]:
-    manifest = _import_data_module("manifest")
+    from mclcr_keras.data import manifest
 
     common = {"split": item.split, "label": item.label, "dataset": item.dataset,
               "method": item.method, "compression": item.compression, "video_id": item.video_id}
@@ -421,17 +375,6 @@ def _rows(item, result: dict) -> tuple[dict, list[dict]]:
                    landmarks=manifest.format_landmarks(landmarks))
               for index, _, box, landmarks in result["frames"]]
     return video, frames
-
-
-def _deterministic(serialized: bytes) -> bytes:
-    """The same Example with its feature map in sorted key order.
-
-    Protobuf serializes map entries in an order that changes from process to process, so equal
-    records would differ byte-wise between a run and its resumption.
-    """
-    import tensorflow as tf
-
-    return tf.train.Example.FromString(serialized).SerializeToString(deterministic=True)
 
 
 def _summary(info: dict, out: str) -> str:
@@ -453,8 +396,7 @@ def _exit_status(info: dict) -> int:
 
 def build(args: argparse.Namespace) -> int:
     """Runs a conversion (one partition, or the whole job) and returns the exit status."""
-    manifest, sources, splits = (_import_data_module(name)
-                                 for name in ("manifest", "sources", "splits"))
+    from mclcr_keras.data import manifest, sources, splits
 
     try:
         fractions = splits.parse_fractions(args.split_fractions)
@@ -491,7 +433,8 @@ def build(args: argparse.Namespace) -> int:
 def _convert(items: list, target: str, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    manifest, shards = _import_data_module("manifest"), _import_data_module("shards")
+    from mclcr_keras.data import manifest, schema, shards
+
     work_dir = os.path.join(target, WORK)
     os.makedirs(work_dir, exist_ok=True)
     _check_resume_config(work_dir, _content_config(args))
@@ -509,7 +452,7 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
                disable=args.quiet, desc="build_records", dynamic_ncols=True)
     results, stop = _start(tasks, args)
     try:
-        schema = _load_data_package()  # TensorFlow loads while the workers already convert
+        # TensorFlow loads with the first encode_example, while the workers already convert.
         for item, result in zip(todo, results):
             video, frames = _rows(item, result)
             if result["failure"]:
@@ -518,10 +461,9 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
                                             **{k: video[k] for k in manifest.FAILURE_COLUMNS
                                                if k in video}})
             else:
-                serialized = [
-                    _deterministic(schema.encode_example(image, item.label, item.video_id,
-                                                         item.method, item.dataset, index))
-                    for index, image, _, _ in result["frames"]]
+                serialized = [schema.encode_example(image, item.label, item.video_id,
+                                                    item.method, item.dataset, index)
+                              for index, image, _, _ in result["frames"]]
                 streams.add_video(item.split, item.label_name, video,
                                   list(zip(frames, serialized)))
             bar.update(1)
@@ -536,8 +478,7 @@ def _convert(items: list, target: str, args: argparse.Namespace) -> int:
 def _finish(target: str, work_dir: str, journal, args: argparse.Namespace,
             started: float) -> int:
     """Final shard names, tables, dataset.json; removes the work directory."""
-    schema = _load_data_package()
-    manifest, shards = _import_data_module("manifest"), _import_data_module("shards")
+    from mclcr_keras.data import manifest, schema, shards
 
     frames, videos, failures, shard_names = shards.finalize(target, work_dir, journal,
                                                            schema.shard_name)
@@ -554,8 +495,7 @@ def _finish(target: str, work_dir: str, journal, args: argparse.Namespace,
 
 def merge(args: argparse.Namespace) -> int:
     """Merges the partitions under ``--out`` and returns the exit status."""
-    schema = _load_data_package()
-    manifest = _import_data_module("manifest")
+    from mclcr_keras.data import manifest, schema
 
     try:
         info = manifest.merge_partitions(args.out, schema.shard_name)

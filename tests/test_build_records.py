@@ -188,11 +188,24 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
     assert completed.stderr.strip() == "build_records: error: --root is required for source dfdc"
 
 
-@pytest.mark.parametrize("image_format", ["png", "jpeg"])
-def test_worker_encoding_matches_schema(image_format):
-    rgb = cv2.resize(FACES[1], (64, 64))
-    assert build_records.encode_crop(rgb, image_format, 90) == schema.encode_image(
-        rgb, image_format, 90)
+def test_worker_converts_without_importing_tensorflow(tmp_path):
+    # A worker process: set up, crop and PNG-encode one face image; TensorFlow stays unloaded.
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), np.ascontiguousarray(FACES[1][..., ::-1]))
+    code = (
+        "import sys\n"
+        "from mclcr_keras import build_records\n"
+        "build_records.init_worker({'frames': 1, 'size': 64, 'margin': 1.3, 'crop': 'detect',"
+        " 'image_format': 'png', 'jpeg_quality': 95})\n"
+        f"result = build_records.convert_item(('image', ({str(image)!r},)))\n"
+        "assert result['failure'] is None and len(result['frames']) == 1, result['failure']\n"
+        "assert result['frames'][0][1][:8] == b'\\x89PNG\\r\\n\\x1a\\n'\n"
+        "print('tensorflow' in sys.modules)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               cwd=PROJECT, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "False"
 
 
 # ------------------------------------------------------------- layouts and bad inputs, e2e

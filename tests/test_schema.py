@@ -107,6 +107,11 @@ def _imports_tensorflow(code: str) -> bool:
 def test_tensorflow_free_submodules_do_not_import_tensorflow():
     # The converter's workers import these; the package exports must not pull TensorFlow in.
     assert not _imports_tensorflow("import mclcr_keras.data.faces, mclcr_keras.data.video")
+    # The schema's OpenCV-only functions do not need it either.
+    assert not _imports_tensorflow(
+        "import numpy as np\nfrom mclcr_keras.data import schema\n"
+        "assert schema.encode_image(np.zeros((8, 8, 3), np.uint8))[:4] == b'\\x89PNG'\n"
+        "assert schema.shard_name('real', 0, 1) == 'real-00000-of-00001.tfrecord'")
     # The lazy exports still resolve, to the submodules' objects.
     import mclcr_keras.data as data
     from mclcr_keras.data import make_dataset, pipeline
@@ -115,3 +120,12 @@ def test_tensorflow_free_submodules_do_not_import_tensorflow():
     assert set(data.__all__) <= set(dir(data)) and "make_dataset" in data.__all__
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         data.nope
+
+
+def test_examples_serialize_with_sorted_feature_keys():
+    # Deterministic serialization: map entries in key order, whatever the process's hash seed.
+    blob = schema.encode_example(schema.encode_image(_face(4, size=16)), 1, "v", "m", "d", 7)
+    keys = ["dataset", "frame_index", "image", "label", "method", "video_id"]
+    positions = [blob.find(b"\n" + bytes([len(k)]) + k.encode()) for k in keys]
+    assert -1 not in positions and positions == sorted(positions), positions
+    assert blob == tf.train.Example.FromString(blob).SerializeToString(deterministic=True)

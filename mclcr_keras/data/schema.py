@@ -14,6 +14,12 @@ A record is a serialized ``tf.train.Example`` holding one aligned face crop:
 Shards live at ``<records_dir>/<split>/<real|fake>-NNNNN-of-NNNNN.tfrecord``, one set per split
 and class, so balanced sampling needs no filtering.
 
+Importing this module does not import TensorFlow: `encode_image`, `shard_name` and friends use
+OpenCV/NumPy only (the converter's workers call them), and the functions that need TensorFlow
+(`encode_example`, `parse_example`, `decode_image`, ``FEATURE_SPEC``) import it on first use.
+`encode_example` serializes deterministically (map entries in key order), so equal records are
+equal bytes in every process.
+
 Example:
 
 >>> blob = encode_example(encode_image(rgb), 1, "000_003", "Deepfakes", "ffpp", 0)
@@ -26,10 +32,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
@@ -39,24 +48,39 @@ SHARD_SUFFIX = ".tfrecord"
 IMAGE_FORMATS = ("png", "jpeg")
 METADATA_KEYS = ("video_id", "method", "dataset", "frame_index")
 
-FEATURE_SPEC = {
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-    "video_id": tf.io.FixedLenFeature([], tf.string),
-    "method": tf.io.FixedLenFeature([], tf.string),
-    "dataset": tf.io.FixedLenFeature([], tf.string),
-    "frame_index": tf.io.FixedLenFeature([], tf.int64),
-}
-
 _SHARD_RE = re.compile(r"^(real|fake)-(\d{5})-of-(\d{5})\.tfrecord$")
 
 
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+def _tf():
+    """TensorFlow, imported on first use (see the module docstring)."""
+    import tensorflow
+
+    return tensorflow
 
 
-def _int64_feature(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+def _feature_spec() -> dict:
+    """The parsing spec of a record (``FEATURE_SPEC``), built once TensorFlow is needed."""
+    global _FEATURE_SPEC
+    if _FEATURE_SPEC is None:
+        tf = _tf()
+        _FEATURE_SPEC = {
+            "image": tf.io.FixedLenFeature([], tf.string),
+            "label": tf.io.FixedLenFeature([], tf.int64),
+            "video_id": tf.io.FixedLenFeature([], tf.string),
+            "method": tf.io.FixedLenFeature([], tf.string),
+            "dataset": tf.io.FixedLenFeature([], tf.string),
+            "frame_index": tf.io.FixedLenFeature([], tf.int64),
+        }
+    return _FEATURE_SPEC
+
+
+_FEATURE_SPEC: dict | None = None
+
+
+def __getattr__(name: str):
+    if name == "FEATURE_SPEC":
+        return _feature_spec()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def encode_example(
@@ -78,7 +102,8 @@ def encode_example(
         frame_index: index of the frame in its video (>= 0).
 
     Returns:
-        The serialized example, ready for ``tf.io.TFRecordWriter.write``.
+        The serialized example, ready for ``tf.io.TFRecordWriter.write``; deterministic (the
+        same arguments give the same bytes in every process).
 
     Example:
 
@@ -90,16 +115,26 @@ def encode_example(
         raise ValueError(f"label must be 0 (real) or 1 (fake), got {label!r}")
     if int(frame_index) < 0:
         raise ValueError(f"frame_index must be >= 0, got {frame_index!r}")
+    train = _tf().train
+
+    def bytes_feature(value: bytes):
+        return train.Feature(bytes_list=train.BytesList(value=[value]))
+
+    def int64_feature(value: int):
+        return train.Feature(int64_list=train.Int64List(value=[int(value)]))
+
     feature = {
-        "image": _bytes_feature(bytes(image)),
-        "label": _int64_feature(label),
-        "video_id": _bytes_feature(str(video_id).encode("utf-8")),
-        "method": _bytes_feature(str(method).encode("utf-8")),
-        "dataset": _bytes_feature(str(dataset).encode("utf-8")),
-        "frame_index": _int64_feature(frame_index),
+        "image": bytes_feature(bytes(image)),
+        "label": int64_feature(label),
+        "video_id": bytes_feature(str(video_id).encode("utf-8")),
+        "method": bytes_feature(str(method).encode("utf-8")),
+        "dataset": bytes_feature(str(dataset).encode("utf-8")),
+        "frame_index": int64_feature(frame_index),
     }
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString()
+    example = train.Example(features=train.Features(feature=feature))
+    # Protobuf writes map entries in an order that changes from process to process; sorted keys
+    # make a resumed build's shards byte-identical to an uninterrupted run's.
+    return example.SerializeToString(deterministic=True)
 
 
 def encode_image(rgb: np.ndarray, image_format: str = "png", jpeg_quality: int = 95) -> bytes:
@@ -145,10 +180,11 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     >>> int(feats["label"])
     0
     """
+    tf = _tf()
     serialized = tf.convert_to_tensor(serialized, dtype=tf.string)
     if serialized.shape.rank == 0:
-        return tf.io.parse_single_example(serialized, FEATURE_SPEC)
-    return tf.io.parse_example(serialized, FEATURE_SPEC)
+        return tf.io.parse_single_example(serialized, _feature_spec())
+    return tf.io.parse_example(serialized, _feature_spec())
 
 
 def decode_image(bytes_tensor: tf.Tensor, channels: int = 3) -> tf.Tensor:
@@ -158,6 +194,7 @@ def decode_image(bytes_tensor: tf.Tensor, channels: int = 3) -> tf.Tensor:
 
     >>> pixels = decode_image(feats["image"])  # uint8 (256, 256, 3)
     """
+    tf = _tf()
     image = tf.io.decode_image(bytes_tensor, channels=channels, dtype=tf.uint8,
                                expand_animations=False)
     image.set_shape([None, None, channels])
