@@ -436,23 +436,18 @@ def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
                            "using all of them", options["validation_steps"], val_steps)
         val_steps = min(val_steps, options["validation_steps"])
     val = val.take(val_steps).apply(tf.data.experimental.assert_cardinality(val_steps))
+    train = make_dataset(records, TRAIN_SPLIT, batch_size=batch, training=True, image_size=size,
+                         seed=seed)
     if options["distribute"] == "multiworker":
-        # Every replica builds its own balanced stream of the per-replica batch.
-        def per_replica(context: tf.distribute.InputContext) -> tf.data.Dataset:
-            local_seed = None if seed is None else seed + 7919 * context.input_pipeline_id
-            return make_dataset(records, TRAIN_SPLIT, training=True, image_size=size,
-                                batch_size=context.get_per_replica_batch_size(batch),
-                                seed=local_seed)
-
-        train = strategy.distribute_datasets_from_function(per_replica)
-        options_data = tf.data.Options()
-        options_data.experimental_distribute.auto_shard_policy = (
+        # Every worker runs the whole pipeline and keeps its replicas' contiguous slices of each
+        # global batch (checked: worker 0 of 2 gets rows 0-3 of a batch of 8, worker 1 rows
+        # 4-7), so every replica's slice is balanced, as under MirroredStrategy.
+        sharding = tf.data.Options()
+        sharding.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
-        val = val.with_options(options_data)
-    else:
-        train = make_dataset(records, TRAIN_SPLIT, batch_size=batch, training=True,
-                             image_size=size, seed=seed)
+        train = train.with_options(sharding)
+        val = val.with_options(sharding)
     resolved = {
         "steps_per_epoch": steps,
         "validation_steps": val_steps,
@@ -462,6 +457,71 @@ def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
         "replicas": replicas,
     }
     return train, val, resolved
+
+
+def build_from_local_slice(model) -> None:
+    """Works around Keras 3.15 `fit` under MultiWorkerMirroredStrategy with several workers.
+
+    Before training, `fit` builds the model from one batch, which it gets by MEAN-reducing the
+    distributed batch across replicas with `strategy.reduce`; that call does not accept a nest
+    of per-replica values under MultiWorkerMirroredStrategy ("Attempt to convert a value
+    (PerReplica ...) to a Tensor"), so every `fit` fails before its first step. Only the batch's
+    shapes matter for that build, so this model instance builds from this worker's first local
+    slice instead, without any collective op. No effect on other strategies (not applied).
+    """
+    import types
+
+    import keras
+    import tensorflow as tf
+
+    if not hasattr(model, "_maybe_symbolic_build") or not hasattr(model, "_symbolic_build"):
+        return  # another Keras: nothing to work around
+    strategy = model.distribute_strategy
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = keras.tree.map_structure(local, next(batches))
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+
+
+def patch_multi_worker_log_reduction() -> None:
+    """Works around Keras 3.15 `fit` under MultiWorkerMirroredStrategy with several workers.
+
+    After each step Keras averages the logs over replicas with `strategy.reduce("MEAN", v,
+    axis=0)`, which fails for the scalar logs every model returns ("Invalid reduction dimension
+    0 for input with 0 dimensions"). This reduces them with `axis=None` (a plain mean over the
+    replicas) instead. Only the multi-worker CLI process is patched.
+    """
+    import keras
+
+    try:
+        from keras.src.backend.tensorflow import trainer as tf_trainer
+    except ImportError:
+        return
+    original = getattr(tf_trainer, "reduce_per_replica", None)
+    multi_worker = getattr(tf_trainer, "_collective_all_reduce_multi_worker", None)
+    if original is None or multi_worker is None or getattr(original, "patched", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and multi_worker(strategy):
+            return keras.tree.map_structure(
+                lambda value: strategy.reduce("MEAN", value, axis=None), values
+            )
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.patched = True
+    tf_trainer.reduce_per_replica = reduce_per_replica
 
 
 def build_model(config_values: dict[str, Any], run_dir: str, state, strategy):
@@ -535,11 +595,6 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "slice with as many real as fake faces; use a multiple of "
             f"{2 * replicas if replicas > 1 else 4}"
         )
-    if args.distribute == "multiworker" and (args.batch_size // replicas) % 4:
-        raise UsageError(
-            f"--distribute multiworker builds a balanced stream per replica, which needs "
-            f"--batch-size / replicas to be a multiple of 4; got {args.batch_size} / {replicas}"
-        )
     policy = set_precision(args.mixed_precision)
     logger.info("%s", _device_summary())
     logger.info("strategy: %s; dtype policy: %s", description, policy)
@@ -564,6 +619,9 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except (OSError, ValueError) as error:
         what = f"the checkpoint of {run_dir}" if state else "the model"
         raise UsageError(f"cannot build {what}: {' '.join(str(error).split())[:400]}") from None
+    if args.distribute == "multiworker":
+        build_from_local_slice(model)
+        patch_multi_worker_log_reduction()
 
     # Only the chief writes RUN_DIR; other workers save into a scratch folder (saving may run
     # collective ops that every worker must join) that is deleted at the end.
