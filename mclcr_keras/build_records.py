@@ -231,8 +231,63 @@ def _frames_of(kind: str, paths: Sequence[str], num_frames: int) -> Iterator[tup
         raise video.MediaError(f"no readable image among the {len(paths)} frames of the folder")
 
 
+def _failure_reason(error: Exception) -> str:
+    first_line = (str(error).splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first_line}"
+
+
+def crop_input(kind: str, paths: Sequence[str], aligner, num_frames: int,
+               crop: str = "detect", size: int = 256) -> tuple[list[tuple], int, str | None]:
+    """Aligned face crops of one input: the converter's per-input cropping (also `predict`'s).
+
+    Args:
+        kind: ``"video"``, ``"image"`` or ``"frames"`` (a folder of frame images).
+        paths: the input's file(s), as in `mclcr_keras.data.sources.Item`.
+        aligner: a `mclcr_keras.data.faces.FaceAligner` (unused with ``crop="none"``).
+        num_frames: frames sampled evenly over a video or frame folder.
+        crop: ``"detect"`` (detect, track and align one face) or ``"none"`` (resize whole frames).
+        size: crop side with ``crop="none"`` (the aligner's size otherwise).
+
+    Returns:
+        ``(frames, sampled, failure)``: ``frames`` is ``[(frame_index, rgb uint8 (S, S, 3), box,
+        landmarks)]`` with ``box``/``landmarks`` lists in frame pixels (``landmarks`` ``None``
+        with ``crop="none"``); ``sampled`` the number of frames read; ``failure`` ``None`` or
+        the reason the input gave no crop (then ``frames`` is empty).
+
+    Example:
+
+    >>> frames, sampled, failure = crop_input("video", ["clip.mp4"], FaceAligner(), 30)
+    """
+    from mclcr_keras.data import video
+
+    frames: list[tuple] = []
+    sampled = 0
+    previous = None
+    try:
+        for index, rgb in _frames_of(kind, paths, num_frames):
+            sampled += 1
+            if crop == "none":
+                image = _resize(rgb, size)
+                box, landmarks = [0, 0, int(rgb.shape[1]), int(rgb.shape[0])], None
+            else:
+                face = aligner(rgb, previous)
+                if face is None:
+                    continue
+                previous = face.box
+                image, box = face.image, [int(v) for v in face.box]
+                landmarks = [[float(x), float(y)] for x, y in face.landmarks]
+            frames.append((int(index), image, box, landmarks))
+    except video.MediaError as error:
+        return [], sampled, str(error)
+    except Exception as error:  # one odd input must not end a day-long job
+        return [], sampled, _failure_reason(error)
+    if not frames:
+        return [], sampled, f"no face found in any of the {sampled} sampled frames"
+    return frames, sampled, None
+
+
 def convert_item(task: tuple[str, tuple[str, ...]]) -> dict:
-    """Turns one input into encoded face crops (runs in a worker process).
+    """Turns one input into encoded face crops (runs in a worker set up by `init_worker`).
 
     Args:
         task: ``(kind, paths)`` of a `mclcr_keras.data.sources.Item`.
@@ -241,41 +296,23 @@ def convert_item(task: tuple[str, tuple[str, ...]]) -> dict:
         ``{"frames": [(frame_index, image_bytes, box, landmarks)], "sampled": n,
         "failure": None | reason}``; ``box``/``landmarks`` are lists (frame pixels).
     """
+    from mclcr_keras.data import schema
+
     parent = _WORKER.get("parent_pid")
     if parent is not None and os.getppid() != parent:
         os._exit(1)  # orphaned: the CLI is gone
-    from mclcr_keras.data import schema, video
-
     kind, paths = task
-    aligner = _WORKER["aligner"]
-    frames: list[tuple] = []
-    sampled = 0
-    previous = None
+    frames, sampled, failure = crop_input(kind, paths, _WORKER["aligner"], _WORKER["frames"],
+                                          _WORKER["crop"], _WORKER["size"])
+    if failure:
+        return {"frames": [], "sampled": sampled, "failure": failure}
     try:
-        for index, rgb in _frames_of(kind, paths, _WORKER["frames"]):
-            sampled += 1
-            if _WORKER["crop"] == "none":
-                crop = _resize(rgb, _WORKER["size"])
-                box, landmarks = [0, 0, int(rgb.shape[1]), int(rgb.shape[0])], None
-            else:
-                face = aligner(rgb, previous)
-                if face is None:
-                    continue
-                previous = face.box
-                crop, box = face.image, [int(v) for v in face.box]
-                landmarks = [[float(x), float(y)] for x, y in face.landmarks]
-            image = schema.encode_image(crop, _WORKER["image_format"], _WORKER["jpeg_quality"])
-            frames.append((int(index), image, box, landmarks))
-    except video.MediaError as error:
-        return {"frames": [], "sampled": sampled, "failure": str(error)}
-    except Exception as error:  # one odd input must not end a day-long job
-        first_line = (str(error).splitlines() or [""])[0]
-        return {"frames": [], "sampled": sampled,
-                "failure": f"{type(error).__name__}: {first_line}"}
-    if not frames:
-        return {"frames": [], "sampled": sampled,
-                "failure": f"no face found in any of the {sampled} sampled frames"}
-    return {"frames": frames, "sampled": sampled, "failure": None}
+        encoded = [(index, schema.encode_image(image, _WORKER["image_format"],
+                                               _WORKER["jpeg_quality"]), box, landmarks)
+                   for index, image, box, landmarks in frames]
+    except Exception as error:
+        return {"frames": [], "sampled": sampled, "failure": _failure_reason(error)}
+    return {"frames": encoded, "sampled": sampled, "failure": None}
 
 
 # ------------------------------------------------------------------------------ parent side

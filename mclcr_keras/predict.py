@@ -3,7 +3,7 @@
     python -m mclcr_keras.predict --model runs/ffpp/best.keras clip.mp4 face.jpg
     python -m mclcr_keras.predict --model serving/mclcr/1 videos/ --json predictions.json
 
-Every input goes through exactly the converter's cropping (``build_records.convert_item``): a video
+Every input goes through exactly the converter's cropping (``build_records.crop_input``): a video
 gives ``--frames`` frames sampled evenly over its whole length, decoded sequentially, one face
 tracked across them (dlib detection, 5-point similarity alignment, margin 1.3, crop side = the
 model's input size); an image gives one frame. Each aligned crop is scored by the model, in
@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ EXIT_ERROR = 2
 EXIT_FAILED_INPUTS = 3
 VIDEO = "video"
 IMAGE = "image"
+# cropper(kind, paths) -> (frames, sampled, failure), see make_cropper.
+Cropper = Callable[[str, tuple[str, ...]], tuple]
 
 
 class UsageError(Exception):
@@ -185,26 +188,28 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
 # ------------------------------------------------------------------------------ cropping
 
 
-def _crop_options(args: argparse.Namespace, size: int) -> dict:
-    # PNG is lossless: the crops decoded back below are the converter's crops, bit for bit.
-    return {"frames": args.frames, "size": size, "margin": args.margin, "crop": args.crop,
-            "image_format": "png", "jpeg_quality": 95}
+def make_cropper(args: argparse.Namespace, size: int) -> Cropper:
+    """``cropper(kind, paths)``: `build_records.crop_input` with the options of ``args``, a
+    `FaceAligner` of the model's input ``size`` and ``--margin``."""
+    from mclcr_keras import build_records
+    from mclcr_keras.data.faces import FaceAligner
+
+    aligner = FaceAligner(size=size, margin=args.margin)
+    return functools.partial(build_records.crop_input, aligner=aligner, num_frames=args.frames,
+                             crop=args.crop, size=size)
 
 
-def crop_file(path: str) -> tuple[FileResult, list]:
+def crop_file(path: str, cropper: Cropper) -> tuple[FileResult, list]:
     """Sampled frames -> aligned face crops of one file, with the converter's own function.
 
-    ``build_records.init_worker`` must have been called with the crop options.
+    Args:
+        path: an image or video file.
+        cropper: see `make_cropper`.
 
     Returns:
         ``(result, crops)``: ``result`` has ``kind``, ``frames_sampled``, ``faces_found`` and
         ``error`` filled in; ``crops`` is ``[(frame_index, rgb uint8, box), ...]``.
     """
-    import cv2
-    import numpy as np
-
-    from mclcr_keras import build_records
-
     result = FileResult(path=path)
     if not os.path.exists(path):
         result.error = "file not found"
@@ -216,23 +221,19 @@ def crop_file(path: str) -> tuple[FileResult, list]:
     # An unknown extension: try it as an image, then as a video.
     kinds = [kind] if kind else [IMAGE, VIDEO]
     for candidate in kinds:
-        converted = build_records.convert_item((candidate, (path,)))
-        if not converted["failure"] or converted["sampled"]:
+        frames, sampled, failure = cropper(candidate, (path,))
+        if not failure or sampled:
             break
-    if kind is None and converted["failure"] and not converted["sampled"]:
+    if kind is None and failure and not sampled:
         result.error = "not a decodable image or video (unknown extension)"
         return result, []
     result.kind = candidate
-    result.frames_sampled = converted["sampled"]
-    result.faces_found = len(converted["frames"])
-    if converted["failure"]:
-        result.error = converted["failure"]
+    result.frames_sampled = sampled
+    result.faces_found = len(frames)
+    if failure:
+        result.error = failure
         return result, []
-    crops = []
-    for index, encoded, box, _ in converted["frames"]:
-        bgr = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)
-        crops.append((int(index), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), [int(v) for v in box]))
-    return result, crops
+    return result, [(index, rgb, box) for index, rgb, box, _ in frames]
 
 
 # ------------------------------------------------------------------------------ scoring
@@ -245,11 +246,12 @@ def score_crops(scorer, images, batch_size: int):
     return scorer.predict(np.asarray(images, dtype=np.float32), batch_size=batch_size)
 
 
-def score_file(path: str, scorer, batch_size: int, threshold: float) -> FileResult:
+def score_file(path: str, cropper: Cropper, scorer, batch_size: int,
+               threshold: float) -> FileResult:
     """Crop one file as build_records does and score it: mean of the frame probabilities."""
     import numpy as np
 
-    result, crops = crop_file(path)
+    result, crops = crop_file(path, cropper)
     if result.error:
         return result
     probabilities, logits = score_crops(scorer, np.stack([c[1] for c in crops]), batch_size)
@@ -324,19 +326,17 @@ def _load(model: str):
 
 def predict(args: argparse.Namespace, scorer=None) -> int:
     """Scores every input of ``args`` and returns the exit status (see :func:`main`)."""
-    from mclcr_keras import build_records
-
     paths = expand_inputs(args.inputs)
     if scorer is None:
         scorer = _load(args.model)
     image_size = int(scorer.image_size)
-    build_records.init_worker(_crop_options(args, image_size), None, single_thread=False)
+    cropper = make_cropper(args, image_size)
     table = Table(paths)
     table.header()
     results = []
     for path in paths:
         try:
-            result = score_file(path, scorer, args.batch_size, args.threshold)
+            result = score_file(path, cropper, scorer, args.batch_size, args.threshold)
         except Exception as error:  # one odd file must not end the run
             logger.debug("scoring %s failed", path, exc_info=True)
             reason = (str(error).strip().splitlines() or [""])[0]

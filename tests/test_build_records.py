@@ -576,3 +576,31 @@ def test_ffpp_mini_crops_hold_faces(ffpp_records):
             found += bool(aligner.detect(crop))
     assert total == len(read_csv(out / "manifest.csv")) >= 189
     assert found >= 0.9 * total, f"dlib found a face in {found} of {total} crops"
+
+
+def test_crop_input_gives_the_crops_convert_item_encodes(tmp_path):
+    image, noise = tmp_path / "face.png", tmp_path / "noise.png"
+    cv2.imwrite(str(image), np.ascontiguousarray(FACES[0][..., ::-1]))
+    cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 256, (96, 96, 3), np.uint8))
+    frames, sampled, failure = build_records.crop_input("image", (str(image),),
+                                                        FaceAligner(size=64), 1)
+    assert failure is None and sampled == 1 and len(frames) == 1
+    index, rgb, box, landmarks = frames[0]
+    assert index == 0 and rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
+    assert len(box) == 4 and len(landmarks) == 5
+    build_records.init_worker({"frames": 1, "size": 64, "margin": 1.3, "crop": "detect",
+                               "image_format": "png", "jpeg_quality": 95}, single_thread=False)
+    converted = build_records.convert_item(("image", (str(image),)))
+    assert converted["failure"] is None and converted["sampled"] == 1
+    (c_index, encoded, c_box, c_landmarks), = converted["frames"]
+    decoded = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    np.testing.assert_array_equal(decoded, rgb)
+    assert (c_index, c_box, c_landmarks) == (index, box, landmarks)
+    # --crop none: the whole image resized, its whole box, no landmarks.
+    (_, whole, whole_box, none), = build_records.crop_input("image", (str(noise),), None, 1,
+                                                            "none", 32)[0]
+    assert whole.shape == (32, 32, 3) and whole_box == [0, 0, 96, 96] and none is None
+    assert build_records.crop_input("image", (str(noise),), FaceAligner(size=64), 1) == (
+        [], 1, "no face found in any of the 1 sampled frames")
+    assert build_records.crop_input("image", (str(tmp_path / "no.png"),), FaceAligner(size=64),
+                                    1) == ([], 0, "file not found")
