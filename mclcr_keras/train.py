@@ -703,6 +703,8 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             shutil.rmtree(write_dir, ignore_errors=True)
     if chief:
         _print_artifacts(run_dir, callbacks[-1].state)
+    else:
+        print(f"train: done on this worker; the chief wrote {run_dir}")
     return EXIT_OK
 
 
