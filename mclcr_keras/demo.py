@@ -653,7 +653,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if not logging.getLogger().handlers:
+        # INFO for this package only (as the training CLI does); TensorFlow's stay quiet.
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mclcr_keras").setLevel(logging.INFO)
     try:
         settings = settings_from_args(args)
         out = Path(args.out)
