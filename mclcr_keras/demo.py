@@ -50,6 +50,7 @@ import shlex
 import shutil
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -582,13 +583,25 @@ def print_summary(paths: Paths, results: dict, timeline: Timeline, stream=None) 
 
 
 def run(out: Path, settings: DemoSettings, *, seed: int = 0, figures: bool = True,
-        quick: bool = False) -> dict:
-    """Runs every stage into ``out`` (already prepared) and returns the summary dict."""
+        quick: bool = False, argv: Sequence[str] = ()) -> dict:
+    """Runs every stage into ``out`` (already prepared) and returns the summary dict.
+
+    Args:
+        out: output folder (see `prepare_out`).
+        settings: sizes of the run (`DEFAULT`, `QUICK` or a variant).
+        seed: seed of the demo data, the training and the figures.
+        figures: run stage 7.
+        quick: recorded in ``demo.json``.
+        argv: the command-line arguments, recorded in ``demo.json``.
+
+    Raises:
+        StageError: a tool exited with an unexpected status or a check failed.
+    """
     timeline = Timeline()
     paths = Paths(out)
     summary = {"status": "running", "quick": quick, "seed": seed,
                "settings": dataclasses.asdict(settings), "out": str(out.resolve()),
-               "command": " ".join([PROG, *map(shlex.quote, sys.argv[1:])])}
+               "command": " ".join([PROG, *map(shlex.quote, map(str, argv))])}
     _write_json(out / MARKER, summary)
     results: dict = {}
     steps = [
@@ -613,10 +626,12 @@ def run(out: Path, settings: DemoSettings, *, seed: int = 0, figures: bool = Tru
             timeline.begin(7, "figures: skipped (--skip-figures)")
         timeline.begin(STAGES, "summary")
         timeline.end()
-    except BaseException:
+    except BaseException as error:
         timeline.end()
         summary.update(status="failed", results=results, stages=timeline.stages,
-                       wall_s=round(timeline.elapsed(), 1), cpu_s=round(timeline.cpu(), 1))
+                       wall_s=round(timeline.elapsed(), 1), cpu_s=round(timeline.cpu(), 1),
+                       error=f"{type(error).__name__}: {error}",
+                       traceback=traceback.format_exc())
         _write_json(out / MARKER, summary)
         raise
     summary.update(status="ok", results=results, stages=timeline.stages,
@@ -666,9 +681,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"MC-LCR demo into {out.resolve()} ({'quick' if args.quick else 'default'} settings; "
           "nothing is downloaded)", flush=True)
     try:
-        run(out, settings, seed=args.seed, figures=not args.skip_figures, quick=args.quick)
+        run(out, settings, seed=args.seed, figures=not args.skip_figures, quick=args.quick,
+            argv=sys.argv[1:] if argv is None else argv)
     except StageError as error:
         print(f"demo: error: {error}; partial results in {out}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as error:  # a bug or a broken install: one line here, the traceback saved
+        first = (str(error).strip().splitlines() or [""])[0]
+        print(f"demo: error: {type(error).__name__}: {first} (traceback in {out / MARKER}); "
+              f"partial results in {out}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"demo: interrupted; rerun with --overwrite to start again in {out}",

@@ -232,3 +232,21 @@ def test_settings_overrides_keep_the_preset():
     default = demo.settings_from_args(demo.build_parser().parse_args([]))
     assert default == demo.DEFAULT
     assert default.batch_size % 4 == 0 and default.image_size % 16 == 0
+
+
+def test_a_failing_stage_is_one_line_and_recorded(tmp_path, monkeypatch, capsys):
+    import dataclasses
+
+    # Frames of 100 px are refused by make_demo_folder (>= 128): stage 1 fails at once.
+    monkeypatch.setattr(demo, "QUICK", dataclasses.replace(demo.QUICK, frame_size=100))
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out), "--quick"]) == demo.EXIT_FAILED
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert error.startswith("demo: error: ValueError: image_size must be >= 128, got 100")
+    assert f"traceback in {out / demo.MARKER}" in error
+    summary = json.loads((out / demo.MARKER).read_text())
+    assert summary["status"] == "failed"
+    assert summary["command"] == f"{demo.PROG} --out {out} --quick"
+    assert [s["stage"] for s in summary["stages"]] == [1]
+    assert "make_demo_folder" in summary["traceback"]
