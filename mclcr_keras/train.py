@@ -30,6 +30,7 @@ import logging
 import math
 import os
 import shlex
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -549,32 +550,92 @@ def _device_summary() -> str:
             f"{len(gpus)} GPU(s), {len(tf.config.list_logical_devices('CPU'))} CPU device(s)")
 
 
+def resume_point(run_dir: str, options: dict[str, Any], epochs: int):
+    """The saved config and committed state of RUN_DIR (`None`, `None` for a new run).
+
+    Raises:
+        UsageError: RUN_DIR holds a run with other options, an unreadable state, or more
+            completed epochs than `epochs`.
+    """
+    from mclcr_keras.callbacks import RunState
+
+    saved = read_run_config(run_dir)
+    if saved is None:
+        return None, None
+    differences = config_differences(saved, options)
+    if differences:
+        shown = "; ".join(differences[:4]) + ("; ..." if len(differences) > 4 else "")
+        raise UsageError(
+            f"--out {run_dir} holds a run with other options ({shown}); rerun with the same "
+            "options to resume it, or choose a new --out"
+        )
+    try:
+        state = RunState.load(run_dir)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if state is not None and state.epochs_done > epochs:
+        raise UsageError(f"--epochs {epochs} is fewer than the {state.epochs_done} epochs "
+                         f"{run_dir} already completed")
+    return saved, state
+
+
+def write_config(run_dir: str, saved, model_values, options, resolved, argv) -> None:
+    """config.json: model config, options, resolved values, schedule, command, versions."""
+    import keras
+    import tensorflow as tf
+
+    from mclcr_keras.callbacks import write_json_atomic
+
+    command = " ".join([PROG, *(shlex.quote(a) for a in argv)])
+    record = {
+        "model": model_values,
+        "training": options,
+        "resolved": resolved,
+        "schedule": {
+            "optimizer": "AdamW",
+            "reduce_lr_on_plateau": REDUCE_LR,
+            "best_model": "highest val_auc on the val split",
+        },
+        "command": command,
+        "created_with": (saved.get("created_with") or saved.get("command")) if saved else command,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+    write_json_atomic(os.path.join(run_dir, CONFIG_FILE), record)
+
+
+def make_callbacks(write_dir: str, state, chief: bool) -> list:
+    """NaN guard, paper schedule, CSV history, TensorBoard, checkpoints: in this order."""
+    import keras
+
+    from mclcr_keras import callbacks as cb
+
+    plateau = cb.ResumableReduceLROnPlateau(
+        initial_state=state.reduce_lr if state else None, verbose=1, **REDUCE_LR
+    )
+    callbacks = [
+        cb.NonFiniteLossGuard(),
+        plateau,
+        keras.callbacks.CSVLogger(os.path.join(write_dir, HISTORY_FILE),
+                                  append=state is not None),
+    ]
+    if importlib.util.find_spec("tensorboard") is not None:
+        callbacks.append(keras.callbacks.TensorBoard(os.path.join(write_dir, LOG_DIR),
+                                                     write_graph=False))
+    else:
+        logger.warning("TensorBoard logs are not written: the tensorboard package is not "
+                       "installed (pip install tensorboard)")
+    callbacks.append(cb.RunCheckpoint(write_dir, plateau, state=state, write=chief))
+    return callbacks
+
+
 def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Runs (or resumes) one training run; returns the exit status."""
-    from mclcr_keras import callbacks as cb
+    from mclcr_keras.callbacks import NonFiniteLossError, tidy_run_dir
 
     options = training_options(args)
     run_dir = args.out
-    saved = read_run_config(run_dir)
-    state = None
-    if saved is not None:
-        differences = config_differences(saved, options)
-        if differences:
-            shown = "; ".join(differences[:4]) + ("; ..." if len(differences) > 4 else "")
-            raise UsageError(
-                f"--out {run_dir} holds a run with other options ({shown}); rerun with the same "
-                "options to resume it, or choose a new --out"
-            )
-        try:
-            state = cb.RunState.load(run_dir)
-        except ValueError as error:
-            raise UsageError(str(error)) from None
+    saved, state = resume_point(run_dir, options, args.epochs)
     epochs_done = state.epochs_done if state else 0
-    if epochs_done > args.epochs:
-        raise UsageError(
-            f"--epochs {args.epochs} is fewer than the {epochs_done} epochs {run_dir} already "
-            "completed"
-        )
     if state is not None and epochs_done == args.epochs:
         print(f"train: {run_dir} already completed {epochs_done} of {args.epochs} epochs; "
               "nothing to do")
@@ -592,14 +653,13 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.batch_size % (2 * replicas):
         raise UsageError(
             f"--batch-size {args.batch_size} cannot give each of the {replicas} replicas a "
-            "slice with as many real as fake faces; use a multiple of "
-            f"{2 * replicas if replicas > 1 else 4}"
+            f"slice with as many real as fake faces; use a multiple of {2 * replicas}"
         )
     policy = set_precision(args.mixed_precision)
     logger.info("%s", _device_summary())
     logger.info("strategy: %s; dtype policy: %s", description, policy)
 
-    if saved is not None:
+    if saved is not None:  # rebuild exactly the saved architecture
         model_values = {**saved["model"], **model_config_dict(options)}
     else:
         model_values = MCLCRConfig(**model_config_dict(options)).to_dict()
@@ -609,9 +669,7 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         train_data, val_data, resolved = make_datasets(options, strategy, epochs_done)
     except (FileNotFoundError, OSError, ValueError) as error:
         raise UsageError(" ".join(str(error).split())) from None
-    resolved["dtype_policy"] = policy
-    resolved["strategy"] = description
-
+    resolved.update(dtype_policy=policy, strategy=description)
     try:
         model = build_model(model_values, run_dir, state, strategy)
     except BackboneWeightsError as error:
@@ -628,43 +686,10 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     write_dir = run_dir if chief else tempfile.mkdtemp(prefix="mclcr_worker_")
     os.makedirs(write_dir, exist_ok=True)
     if chief:
-        config_record = {
-            "model": model_values,
-            "training": options,
-            "resolved": resolved,
-            "schedule": {
-                "optimizer": "AdamW",
-                "reduce_lr_on_plateau": REDUCE_LR,
-                "best_model": "highest val_auc on the val split",
-            },
-            "command": " ".join([PROG, *(shlex.quote(a) for a in argv)]),
-            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-        }
-        if saved is not None:
-            config_record["created_with"] = saved.get("created_with", saved.get("command"))
-        else:
-            config_record["created_with"] = config_record["command"]
-        cb.write_json_atomic(os.path.join(run_dir, CONFIG_FILE), config_record)
-        cb.tidy_run_dir(run_dir, state)
+        write_config(run_dir, saved, model_values, options, resolved, argv)
+        tidy_run_dir(run_dir, state)
         truncate_history(os.path.join(run_dir, HISTORY_FILE), epochs_done)
-
-    guard = cb.NonFiniteLossGuard()
-    plateau = cb.ResumableReduceLROnPlateau(
-        initial_state=state.reduce_lr if state else None, verbose=1, **REDUCE_LR
-    )
-    callbacks = [
-        guard,
-        plateau,
-        keras.callbacks.CSVLogger(os.path.join(write_dir, HISTORY_FILE),
-                                  append=state is not None),
-        cb.RunCheckpoint(write_dir, plateau, state=state, write=chief),
-    ]
-    if importlib.util.find_spec("tensorboard") is not None:
-        callbacks.insert(-1, keras.callbacks.TensorBoard(os.path.join(write_dir, LOG_DIR),
-                                                         write_graph=False))
-    else:
-        logger.warning("TensorBoard logs are not written: the tensorboard package is not "
-                       "installed (pip install tensorboard)")
+    callbacks = make_callbacks(write_dir, state, chief)
     if state is not None:
         print(f"train: resuming {run_dir} after epoch {epochs_done} of {args.epochs} "
               f"(learning rate {state.learning_rate:g})")
@@ -682,13 +707,12 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             verbose=1 if sys.stdout.isatty() else 2,
             shuffle=False,
         )
-    except cb.NonFiniteLossError as error:
+    except NonFiniteLossError as error:
         kept = callbacks[-1].state
-        done = kept.epochs_done if kept else 0
         print(
             f"train: error: {error}: training stopped; {run_dir} keeps the last completed epoch "
-            f"({done} of {args.epochs}); lower --learning-rate (now {args.learning_rate:g}) "
-            "or check the records",
+            f"({kept.epochs_done if kept else 0} of {args.epochs}); lower --learning-rate (now "
+            f"{args.learning_rate:g}) or check the records",
             file=sys.stderr,
         )
         return EXIT_NONFINITE
@@ -698,8 +722,6 @@ def train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return EXIT_FAILED
     finally:
         if not chief:
-            import shutil
-
             shutil.rmtree(write_dir, ignore_errors=True)
     if chief:
         _print_artifacts(run_dir, callbacks[-1].state)

@@ -334,7 +334,8 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_mirrored_two_replicas(records, tmp_path):
-    """MirroredStrategy over two logical CPUs (each replica gets 2 real + 2 fake faces).
+    """MirroredStrategy over two logical CPUs (each replica gets 2 real + 2 fake faces), with
+    mixed precision (bfloat16 on CPU).
 
     The val split has 9 frames: in batches of 8, the last one (1 frame) would leave a replica
     with nothing, which TensorFlow's BatchNormalization cannot evaluate.
@@ -358,12 +359,14 @@ def test_mirrored_two_replicas(records, tmp_path):
     result = subprocess.run(
         [sys.executable, "-c", _MIRRORED, "--records", str(odd), "--out", str(run_dir),
          "--image-size", "64", "--weights", "none", "--batch-size", "8", "--epochs", "1",
-         "--steps-per-epoch", "2", "--variant", "baseline", "--distribute", "mirrored"],
+         "--steps-per-epoch", "2", "--variant", "baseline", "--distribute", "mirrored",
+         "--mixed-precision"],
         capture_output=True, text=True, timeout=1200,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MirroredStrategy, 2 replicas" in result.stderr
+    assert "dtype policy: mixed_bfloat16" in result.stderr
     assert [row["epoch"] for row in _history(run_dir)] == ["0"]
     assert (run_dir / "best.keras").is_file() and (run_dir / "last.keras").is_file()
     resolved = json.loads((run_dir / "config.json").read_text())["resolved"]
