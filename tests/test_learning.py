@@ -54,15 +54,12 @@ def test_full_model_learns_upsampling_artifact():
 
     train_rng = np.random.default_rng(1)
     held_out, held_out_labels = synthetic_faces(128, np.random.default_rng(2))
-    before = model.predict(held_out, batch_size=64, verbose=0)["probability"].ravel()
     for _ in range(STEPS):
         model.train_on_batch(*synthetic_faces(BATCH, train_rng))
     # Moving BatchNorm averages lag the weights after 32 steps from scratch; recompute them.
     recompute_batchnorm_statistics(model, (synthetic_faces(32, train_rng) for _ in range(6)))
     after = model.predict(held_out, batch_size=64, verbose=0)["probability"].ravel()
 
-    auc_before = roc_auc_score(held_out_labels, before)
-    auc_after = roc_auc_score(held_out_labels, after)
-    print(f"held-out AUC before training {auc_before:.3f}, after {STEPS} steps {auc_after:.3f}")
-    assert auc_after > 0.75, (auc_before, auc_after)
-    assert auc_after > auc_before + 0.1, (auc_before, auc_after)
+    auc = roc_auc_score(held_out_labels, after)
+    print(f"held-out AUC after {STEPS} steps: {auc:.3f}")
+    assert auc > 0.75, auc
