@@ -37,6 +37,8 @@ from typing import Any
 
 import keras
 
+from mclcr_keras.fsync import fsync_dir
+
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
@@ -143,18 +145,6 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
 # ------------------------------------------------------------------------------ files
 
 
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def write_json_atomic(path: str, data: Any) -> None:
     """Writes JSON to `path` so that readers see the old or the new file, never a partial one.
@@ -170,7 +160,7 @@ def write_json_atomic(path: str, data: Any) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def link_atomic(source: str, target: str) -> None:

@@ -36,6 +36,8 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 
+from mclcr_keras.fsync import fsync_dir
+
 logger = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
@@ -47,18 +49,6 @@ _SEQ_RE = re.compile(r"^(real|fake)-(\d{5})\.tfrecord$")
 class JournalError(RuntimeError):
     """The work directory is inconsistent (e.g. a journal line in the middle is corrupt)."""
 
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class Journal:
@@ -158,7 +148,7 @@ class _Stream:
             os.fsync(handle.fileno())
         final = os.path.join(self.directory, self.name)
         os.replace(self.temporary, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return final
 
 
@@ -299,7 +289,7 @@ def finalize(
             for row in entry["frames"]:
                 frames.append(dict(row, shard=f"{split}/{name}"))
             videos.extend(entry["videos"])
-        _fsync_dir(os.path.join(out_dir, split))
+        fsync_dir(os.path.join(out_dir, split))
     failures = [entry["failure"] for entry in journal.failed]
     videos.extend(entry["video"] for entry in journal.failed)
     videos.sort(key=lambda v: v["key"])
