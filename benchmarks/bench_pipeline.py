@@ -81,9 +81,10 @@ def bare_decode(records: str, split: str, batch_size: int, num_parallel_reads: i
     """The reference: read, parse and decode the same shards, nothing else."""
     import tensorflow as tf
 
-    from mclcr_keras.data import pipeline, schema
+    from mclcr_keras.data import schema
+    from mclcr_keras.data.records import list_shards
 
-    files = pipeline.list_shards(records, split)
+    files = list_shards(records, split)
 
     def decode(record):
         return schema.decode_image(schema.parse_example(record)["image"])
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     from mclcr_keras.data import pipeline
+    from mclcr_keras.data.records import count_records
 
     workdir = None
     try:
@@ -152,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("wrote %d synthetic %d px PNG faces (%.0f KB each) in %.1f s",
                         2 * args.per_class, args.size, size / 2 / args.per_class / 1024,
                         time.perf_counter() - start)
-        counts = pipeline.count_records(records, args.split)
+        counts = count_records(records, args.split)
         image_size = args.size
         train = pipeline.make_dataset(
             records, args.split, batch_size=args.batch_size, image_size=image_size,

@@ -1,7 +1,7 @@
 """Exported SavedModel batch latency against the Keras model on the same batch (goal: <= 1.1).
 
 One process builds (or loads) a model, saves it as `.keras`, exports it with
-`mclcr_keras.export.export_model` (the `python -m mclcr_keras.export` code path), reloads both
+`mclcr_keras.inference.export.export_model` (what `python -m mclcr_keras.export` runs), reloads both
 the way they are used in production, and times, on the same float32 batch:
 
 - `saved_model`: `tf.saved_model.load(dir).signatures["serving_default"](images=x)`, the
@@ -10,7 +10,7 @@ the way they are used in production, and times, on the same float32 batch:
   inference call of a Keras user (a compiled `tf.function`, outputs as NumPy). **The ratio's
   denominator.**
 - `keras_tf_function`: `tf.function(lambda x: model(x, training=False))` with a fixed input
-  signature, which `mclcr_keras.serving.KerasScorer` uses (shown for reference);
+  signature, which `mclcr_keras.inference.scorer.KerasScorer` uses (shown for reference);
 - `saved_model_bytes`: the `serving_bytes` signature on the same batch PNG-encoded (decode +
   model; shown for reference, not in the ratio).
 
@@ -89,9 +89,10 @@ def _measure(args: argparse.Namespace, work: str) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from mclcr_keras import export, serving
     from mclcr_keras.data import schema
+    from mclcr_keras.inference import export
     from mclcr_keras.models import build_mclcr
+    from mclcr_keras.models.saving import load_model
 
     model_path = args.model
     if model_path is None:
@@ -105,7 +106,7 @@ def _measure(args: argparse.Namespace, work: str) -> dict:
     version_dir = export.export_model(model_path, os.path.join(work, "serving", "mclcr"))
     export_seconds = time.perf_counter() - started
 
-    keras_model = serving.load_keras_model(model_path)
+    keras_model = load_model(model_path)
     loaded = tf.saved_model.load(str(version_dir))
     size = int(keras_model.input_shape[1])
     rng = np.random.default_rng(args.seed)

@@ -1,13 +1,9 @@
 """Supervised contrastive loss (Khosla et al. 2020) and the MC-LCR paper's Eq. 13 variant."""
 
-import logging
-
 import keras
 from keras import ops
 
-logger = logging.getLogger(__name__)
-
-DENOMINATORS = ("all", "negatives")
+from mclcr_keras.models.config import SUPCON_DENOMINATORS
 
 
 def _check_args(temperature, denominator) -> None:
@@ -19,9 +15,10 @@ def _check_args(temperature, denominator) -> None:
         raise ValueError(
             f"`temperature` must be a positive number; received temperature={temperature!r}"
         )
-    if denominator not in DENOMINATORS:
+    if denominator not in SUPCON_DENOMINATORS:
         raise ValueError(
-            f"`denominator` must be one of {DENOMINATORS}; received denominator={denominator!r}"
+            f"`denominator` must be one of {SUPCON_DENOMINATORS}; "
+            f"received denominator={denominator!r}"
         )
 
 

@@ -1,4 +1,5 @@
-"""Data: the TFRecord schema (`schema`) and the tf.data readers (`pipeline`).
+"""Data: the TFRecord schema (`schema`), the shards (`records`), the tf.data readers (`pipeline`),
+and everything upstream of the records (sources, media, faces, crops, the writer).
 
 The exports are resolved lazily (PEP 562): ``from mclcr_keras.data import make_dataset`` imports
 `pipeline` (hence TensorFlow) on first use, while importing a TensorFlow-free submodule such as
@@ -6,16 +7,14 @@ The exports are resolved lazily (PEP 562): ``from mclcr_keras.data import make_d
 worker processes rely on this).
 """
 
-from __future__ import annotations
-
-import importlib
+from mclcr_keras.lazy import lazy_exports
 
 _EXPORTS = {
-    "CorruptShardError": "pipeline",
-    "count_records": "pipeline",
-    "list_shards": "pipeline",
+    "CorruptShardError": "records",
+    "count_records": "records",
+    "list_shards": "records",
     "make_dataset": "pipeline",
-    "scan_shard": "pipeline",
+    "scan_shard": "records",
     "FEATURE_SPEC": "schema",
     "LABEL_NAMES": "schema",
     "METADATA_KEYS": "schema",
@@ -29,17 +28,4 @@ _EXPORTS = {
     "shard_pattern": "schema",
 }
 
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    submodule = _EXPORTS.get(name)
-    if submodule is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{submodule}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

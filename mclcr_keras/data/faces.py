@@ -28,39 +28,27 @@ import dataclasses
 import importlib.util
 import logging
 import math
-import os
 import pathlib
 
 import cv2
 import numpy as np
 
-from mclcr_keras.data.video import read_frames
+from mclcr_keras.data.alignment import (
+    BORDERS,
+    check_rgb,
+    region_of,
+    similarity_transform,
+    template_points,
+    warp_crop,
+)
+from mclcr_keras.data.boxes import Box, box_side, center, nearest
 
 logger = logging.getLogger(__name__)
-
-Box = tuple[int, int, int, int]
-
-# Mean 5-point landmarks in dlib-box units: origin at the box centre, box width = 1, eyes level.
-# dlib's 5-point order: 0/1 outer/inner corner of the eye on the image's right, 2/3 outer/inner
-# corner of the eye on the image's left, 4 base of the nose (subnasale). Measured with this module's
-# detector on ../shared/data (7 FF++ videos x 10 frames, 283 DFDC real crops), mean of the two
-# datasets, made left-right symmetric (docs/faces.md).
-TEMPLATE_5 = np.array(
-    [
-        [0.2876, -0.1900],
-        [0.1231, -0.1900],
-        [-0.2876, -0.1900],
-        [-0.1231, -0.1900],
-        [0.0, 0.1038],
-    ],
-    dtype=np.float64,
-)
 
 # dlib's HOG window is 80 x 80 pixels: the smallest face found at a given scale.
 _DLIB_WINDOW = 80
 _PAD = 0.15
 _MAX_DETECT_SIDE = 3840
-_BORDERS = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -108,63 +96,6 @@ def landmark_model_path(points: int = 5) -> pathlib.Path:
     return path
 
 
-def template_points(size: int = 256, margin: float = 1.3) -> np.ndarray:
-    """The 5 canonical landmark positions in a ``size x size`` crop with the given margin.
-
-    A dlib box of width ``w`` centred in the crop becomes a square of ``size / margin`` pixels.
-
-    Example:
-        >>> template_points(256, 1.3).shape
-        (5, 2)
-    """
-    return (size * (0.5 + TEMPLATE_5 / margin)).astype(np.float32)
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` to ``dst``.
-
-    Umeyama (1991), without reflection. Returns the 2 x 3 matrix for ``cv2.warpAffine``.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    cov = dst_c.T @ src_c / len(src)
-    u, s, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[1] = -1.0
-    rotation = u @ np.diag(d) @ vt
-    var = (src_c**2).sum() / len(src)
-    scale = (s * d).sum() / var
-    matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
-    return matrix
-
-
-def _center(box: Box) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
-
-
-def _width(box: Box) -> float:
-    return float(max(box[2] - box[0], box[3] - box[1]))
-
-
-def _nearest(boxes: list[Box], previous: Box) -> Box:
-    """The box whose centre is nearest the previous box's centre (ties: larger IoU)."""
-    center = _center(previous)
-    return min(boxes, key=lambda b: (np.linalg.norm(_center(b) - center), -_iou(b, previous)))
-
-
-def _iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 class FaceAligner:
     """dlib face detector + 5-point alignment to a canonical template.
 
@@ -208,8 +139,8 @@ class FaceAligner:
             raise ValueError(f"min_face must be >= 10, received {min_face}")
         if track_window < 1.5:
             raise ValueError(f"track_window must be >= 1.5, received {track_window}")
-        if border not in _BORDERS:
-            raise ValueError(f"border must be one of {sorted(_BORDERS)}, received {border!r}")
+        if border not in BORDERS:
+            raise ValueError(f"border must be one of {sorted(BORDERS)}, received {border!r}")
         self.size = int(size)
         self.margin = float(margin)
         self.detect_max_side = int(detect_max_side)
@@ -317,20 +248,20 @@ class FaceAligner:
         Returns:
             Boxes ``(x0, y0, x1, y1)`` in frame coordinates, largest first; ``[]`` if none.
         """
-        rgb = _check_rgb(rgb)
+        rgb = check_rgb(rgb)
         for run in self._passes(rgb, self.min_face):
             boxes = run()
             if boxes:
-                return sorted(boxes, key=lambda b: -_width(b))
+                return sorted(boxes, key=lambda b: -box_side(b))
         return []
 
     def _detect_near(self, rgb: np.ndarray, previous: Box) -> list[Box]:
         """Detections in a window of ``track_window`` box widths around the previous box."""
         height, width = rgb.shape[:2]
-        side = _width(previous)
+        side = box_side(previous)
         if side <= 0:
             return []
-        cx, cy = _center(previous)
+        cx, cy = center(previous)
         half = self.track_window * side / 2.0
         x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
         x1, y1 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
@@ -355,13 +286,13 @@ class FaceAligner:
         """
         import dlib
 
-        rgb = _check_rgb(rgb)
+        rgb = check_rgb(rgb)
         # The predictor only reads pixels near the box: give it that region (no copy of a whole
         # 1080p frame), replicated at the frame's edge when the box sticks out of it.
-        side = _width(box)
+        side = box_side(box)
         x0, y0 = int(box[0] - side), int(box[1] - side)
         x1, y1 = int(box[2] + side), int(box[3] + side)
-        region = _region(rgb, x0, y0, x1, y1)
+        region = region_of(rgb, x0, y0, x1, y1)
         rect = dlib.rectangle(
             int(box[0]) - x0, int(box[1]) - y0, int(box[2]) - 1 - x0, int(box[3]) - 1 - y0
         )
@@ -376,67 +307,37 @@ class FaceAligner:
         return similarity_transform(landmarks, self.template)
 
     def warp(self, rgb: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-        """Apply ``matrix`` (frame -> crop) and return the ``size x size`` crop.
-
-        When the face shrinks (scale < 1) the region is first reduced with ``INTER_AREA`` so a
-        large face is averaged, not aliased, by the bilinear warp.
-        """
-        matrix = np.asarray(matrix, dtype=np.float64)
-        scale = math.hypot(matrix[0, 0], matrix[1, 0])
-        border = _BORDERS[self.border]
-        inverse = cv2.invertAffineTransform(matrix)
-        n = self.size
-        corners = np.array([[0, 0, 1], [n, 0, 1], [0, n, 1], [n, n, 1]])
-        src = corners @ inverse.T
-        height, width = rgb.shape[:2]
-        x0 = max(0, int(math.floor(src[:, 0].min())) - 2)
-        y0 = max(0, int(math.floor(src[:, 1].min())) - 2)
-        x1 = min(width, int(math.ceil(src[:, 0].max())) + 3)
-        y1 = min(height, int(math.ceil(src[:, 1].max())) + 3)
-        if x1 <= x0 or y1 <= y0:  # crop entirely outside the frame
-            return np.zeros((self.size, self.size, 3), np.uint8)
-        region = rgb[y0:y1, x0:x1]
-        shift = np.array([[1.0, 0.0, x0], [0.0, 1.0, y0], [0.0, 0.0, 1.0]])
-        local = matrix @ shift  # region coordinates -> crop
-        if scale < 0.9:
-            rw, rh = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
-            region = cv2.resize(region, (rw, rh), interpolation=cv2.INTER_AREA)
-            sx, sy = (x1 - x0) / rw, (y1 - y0) / rh
-            # pixel centres: region_x = (small_x + 0.5) * sx - 0.5
-            up = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-            local = local @ np.vstack([up[:2], [0.0, 0.0, 1.0]])
-        return cv2.warpAffine(
-            region, local[:2], (self.size, self.size), flags=cv2.INTER_LINEAR, borderMode=border
-        )
+        """Apply ``matrix`` (frame -> crop) and return the ``size x size`` crop (`warp_crop`)."""
+        return warp_crop(rgb, matrix, self.size, self.border)
 
     def align(self, rgb: np.ndarray, box: Box) -> Face:
         """Landmarks on the full-resolution frame, then the similarity-aligned crop."""
-        rgb = _check_rgb(rgb)
+        rgb = check_rgb(rgb)
         points = self.landmarks(rgb, box, 5)
         image = self.warp(rgb, self.transform(points))
         return Face(image=image, box=tuple(int(v) for v in box), landmarks=points)
 
     def find(self, rgb: np.ndarray, previous_box: Box | None = None) -> Box | None:
         """The box of the face to keep: the largest, or the one nearest ``previous_box``."""
-        rgb = _check_rgb(rgb)
+        rgb = check_rgb(rgb)
         if previous_box is None:
             boxes = self.detect(rgb)
             return boxes[0] if boxes else None
         near = self._detect_near(rgb, previous_box)
         if near:
-            return _nearest(near, previous_box)
+            return nearest(near, previous_box)
         # The tracked face left the window: full search. A face of the track is not expected to
         # shrink below half its size, so the search stops there; accept the first scale holding a
         # face close to the old box, else the nearest face found anywhere.
-        side = _width(previous_box)
+        side = box_side(previous_box)
         found: list[Box] = []
         for run in self._passes(rgb, max(self.min_face, 0.5 * side)):
             boxes = run()
             for box in boxes:
-                if np.linalg.norm(_center(box) - _center(previous_box)) <= side:
-                    return _nearest(boxes, previous_box)
+                if np.linalg.norm(center(box) - center(previous_box)) <= side:
+                    return nearest(boxes, previous_box)
             found.extend(boxes)
-        return _nearest(found, previous_box) if found else None
+        return nearest(found, previous_box) if found else None
 
     def __call__(self, rgb: np.ndarray, previous_box: Box | None = None) -> Face | None:
         """One aligned face per track, or ``None`` when the frame has no face.
@@ -447,61 +348,3 @@ class FaceAligner:
         """
         box = self.find(rgb, previous_box)
         return None if box is None else self.align(rgb, box)
-
-
-def _region(rgb: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-    """``rgb[y0:y1, x0:x1]``, contiguous, edge-replicated where it leaves the frame."""
-    height, width = rgb.shape[:2]
-    cx0, cy0, cx1, cy1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
-    if cx1 <= cx0 or cy1 <= cy0:
-        return np.zeros((y1 - y0, x1 - x0, 3), np.uint8)
-    region = rgb[cy0:cy1, cx0:cx1]
-    pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)
-    if any(pads):
-        return cv2.copyMakeBorder(region, *pads, cv2.BORDER_REPLICATE)
-    return np.ascontiguousarray(region)
-
-
-def _check_rgb(rgb: np.ndarray) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
-        shape = getattr(rgb, "shape", type(rgb).__name__)
-        raise ValueError(f"expected an (H, W, 3) RGB image, received {shape}")
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, received dtype {rgb.dtype}")
-    return rgb
-
-
-def crop_video(
-    path: str | os.PathLike, aligner: FaceAligner, num_frames: int | None = 30
-) -> tuple[list[tuple[int, Face]], int]:
-    """Sample ``num_frames`` frames of a video and align one tracked face in each.
-
-    The track starts at the largest face of the first frame that has one and then follows the
-    face nearest the last kept box (frames without a face keep the last box).
-
-    Args:
-        path: video file.
-        aligner: the :class:`FaceAligner` to use.
-        num_frames: frames to sample evenly over the whole video (``None``: all).
-
-    Returns:
-        ``(faces, missing)``: ``[(frame_index, Face), ...]`` in frame order, and the number of
-        decoded sampled frames in which no face was found.
-
-    Raises:
-        MediaError: the video cannot be decoded (see :func:`read_frames`).
-
-    Example:
-        >>> faces, missing = crop_video("clip.mp4", FaceAligner())  # doctest: +SKIP
-    """
-    faces: list[tuple[int, Face]] = []
-    missing = 0
-    previous: Box | None = None
-    for index, rgb in read_frames(path, num_frames):
-        face = aligner(rgb, previous)
-        if face is None:
-            missing += 1
-            continue
-        previous = face.box
-        faces.append((index, face))
-    return faces, missing

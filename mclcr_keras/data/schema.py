@@ -14,9 +14,9 @@ A record is a serialized ``tf.train.Example`` holding one aligned face crop:
 Shards live at ``<records_dir>/<split>/<real|fake>-NNNNN-of-NNNNN.tfrecord``, one set per split
 and class, so balanced sampling needs no filtering.
 
-Importing this module does not import TensorFlow: `encode_image`, `shard_name` and friends use
-OpenCV/NumPy only (the converter's workers call them), and the functions that need TensorFlow
-(`encode_example`, `parse_example`, `decode_image`, ``FEATURE_SPEC``) import it on first use.
+Importing this module imports neither TensorFlow nor OpenCV (the converter's workers and the
+layout listing rely on it): `encode_image` imports OpenCV, and the functions that need TensorFlow
+(`encode_example`, `parse_example`, `decode_image`, ``FEATURE_SPEC``) import it, on first use.
 `encode_example` serializes deterministically (map entries in key order), so equal records are
 equal bytes in every process.
 
@@ -34,7 +34,6 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 if TYPE_CHECKING:
@@ -149,6 +148,8 @@ def encode_image(rgb: np.ndarray, image_format: str = "png", jpeg_quality: int =
 
     >>> png = encode_image(np.zeros((256, 256, 3), np.uint8))
     """
+    import cv2
+
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[-1] != 3:
         raise ValueError(

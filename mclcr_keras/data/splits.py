@@ -20,6 +20,7 @@ from collections.abc import Sequence
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+TRAIN, VAL, TEST = SPLITS
 # FaceForensics++'s official split has 720 / 140 / 140 of its 1000 originals.
 DEFAULT_FRACTIONS = (0.72, 0.14, 0.14)
 

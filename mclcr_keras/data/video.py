@@ -25,14 +25,6 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS: frozenset[str] = frozenset(
-    {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
-)
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-)
-
-
 class MediaError(Exception):
     """A video or image that cannot be decoded; ``str(error)`` is a one-line reason.
 
@@ -128,20 +120,6 @@ def _count_frames(path: str | os.PathLike) -> int:
     finally:
         capture.release()
     return count
-
-
-def video_frame_count(path: str | os.PathLike) -> int:
-    """Frame count reported by the container (may be off; 0 when unknown).
-
-    Raises:
-        MediaError: when the file cannot be opened as a video.
-    """
-    capture = _open(path)
-    try:
-        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    finally:
-        capture.release()
-    return int(count) if np.isfinite(count) and count > 0 else 0
 
 
 def read_frames(

@@ -3,7 +3,7 @@
 `MCLCR` is a functional `keras.Model` subclass (keras-hub style): `__init__` creates the layers,
 wires the functional graph from `images` to `{"logit", "probability", "embedding"}`, and keeps the
 `MCLCRConfig`, which is all `get_config` stores, so `.keras` files round-trip. Its `train_step` /
-`test_step` compute `alpha * SupCon + (1 - alpha) * BCE` (see `mclcr_keras.models.train_step`).
+`test_step` compute `alpha * SupCon + (1 - alpha) * BCE` (see `mclcr_keras.models.objective`).
 
 Example:
 
@@ -27,7 +27,7 @@ import tensorflow as tf
 from mclcr_keras.layers import AmpPhaseCrossAttention, GramStyle, MixerBlock, PatchSpectrum
 from mclcr_keras.models.backbone import build_backbone
 from mclcr_keras.models.config import MCLCRConfig
-from mclcr_keras.models.train_step import flat_labels, replica_objective, scale_for_replicas
+from mclcr_keras.models.objective import flat_labels, replica_objective, scale_for_replicas
 
 logger = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@
   and their residual, computed with the model's own `PatchSpectrum` layer.
 - Fig. 6, `plot_feature_maps`: channel-summed feature maps of Xception blocks 1-3 (b1, b2, b3).
 - Fig. 7, `plot_tsne`: t-SNE of the `F_E` embeddings coloured by manipulation method.
+- `roc_curve_plot`: the ROC curves of an evaluation report (``roc.png``).
 
 Figures are drawn on pyplot-free matplotlib `Figure` objects (Agg), so nothing needs a display
 and the global pyplot state is untouched. The command line is ``python -m mclcr_keras.viz``
@@ -17,8 +18,9 @@ Example:
 >>> plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=1000)  # doctest: +SKIP
 """
 
-from mclcr_keras.viz._common import load_model
+from mclcr_keras.viz._common import align_faces, load_model, read_rgb
 from mclcr_keras.viz.feature_maps import feature_maps_figure, plot_feature_maps, summed_feature_maps
+from mclcr_keras.viz.roc import roc_curve_plot
 from mclcr_keras.viz.spectra import (
     align_pair,
     crop_to_patches,
@@ -39,6 +41,7 @@ from mclcr_keras.viz.tsne import (
 )
 
 __all__ = [
+    "align_faces",
     "align_pair",
     "crop_to_patches",
     "dataset_embeddings",
@@ -52,7 +55,9 @@ __all__ = [
     "plot_feature_maps",
     "plot_patch_spectra",
     "plot_tsne",
+    "read_rgb",
     "records_embeddings",
+    "roc_curve_plot",
     "stratified_indices",
     "summed_feature_maps",
     "tsne_figure",

@@ -8,31 +8,32 @@ Examples::
     python -m mclcr_keras.viz tsne --model runs/a/best.keras --records records/ffpp \\
         --split test --out fig7.png --max-points 1000
 
-Bad input (missing file, no face, wrong model) prints one line on stderr and exits with 1.
+Bad input (missing file, no face, wrong model) prints one line on stderr and exits with 2 (the
+codes of ``docs/cli.md``).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
-logger = logging.getLogger("mclcr_keras.viz")
+from mclcr_keras import cli
+from mclcr_keras.errors import UsageError
 
-PROG = "python -m mclcr_keras.viz"
 
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Draw the MC-LCR paper's figures as PNG files: patch spectra (Fig. 3), "
+def build_parser() -> cli.Parser:
+    parser = cli.make_parser(
+        "viz",
+        "Draw the MC-LCR paper's figures as PNG files: patch spectra (Fig. 3), "
         "block 1-3 feature maps (Fig. 6) and the t-SNE of F_E embeddings (Fig. 7).",
+        verbose=False,
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dpi", type=int, default=150, help="PNG resolution (default 150)")
-    common.add_argument("-v", "--verbose", action="store_true", help="log progress")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{spectra,features,tsne}")
+    cli.add_verbose(common)
+    sub = parser.add_subparsers(parser_class=cli.Parser, dest="command", required=True,
+                                metavar="{spectra,features,tsne}")
 
     spectra = sub.add_parser(
         "spectra", parents=[common],
@@ -84,25 +85,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _read(path: str):
-    from mclcr_keras.data.video import MediaError, read_image
-
-    try:
-        return read_image(path)
-    except MediaError as error:
-        raise ValueError(f"{path}: {error}") from None
-
-
 def _check_out(path: str) -> None:
     if not path.lower().endswith(".png"):
-        raise ValueError(f"--out must be a .png file, received {path}")
+        raise UsageError(f"--out must be a .png file, received {path}")
 
 
 def _spectra(args) -> str:
-    from mclcr_keras.viz.spectra import plot_patch_spectra
+    from mclcr_keras.viz import plot_patch_spectra, read_rgb
 
     _check_out(args.out)
-    real, fake = _read(args.real), _read(args.fake)
+    real, fake = read_rgb(args.real), read_rgb(args.fake)
     return plot_patch_spectra(real, fake, args.out, patch_size=args.patch_size, align=args.align,
                               image_size=args.image_size, names=tuple(args.names), dpi=args.dpi)
 
@@ -110,34 +102,25 @@ def _spectra(args) -> str:
 def _features(args) -> str:
     from pathlib import Path
 
-    from mclcr_keras.viz._common import load_model, model_image_size
-    from mclcr_keras.viz.feature_maps import plot_feature_maps
+    from mclcr_keras.models.saving import model_image_size
+    from mclcr_keras.viz import align_faces, load_model, plot_feature_maps, read_rgb
 
     _check_out(args.out)
     titles = args.titles or [Path(p).stem for p in args.images]
     if len(titles) != len(args.images):
-        raise ValueError(f"--titles has {len(titles)} labels for {len(args.images)} images")
-    images = [_read(path) for path in args.images]
+        raise UsageError(f"--titles has {len(titles)} labels for {len(args.images)} images")
+    images = [read_rgb(path) for path in args.images]
     model = load_model(args.model)
     if args.align:
-        from mclcr_keras.data.faces import FaceAligner
-
-        aligner = FaceAligner(size=model_image_size(model))
-        faces = []
-        for path, image in zip(args.images, images):
-            face = aligner(image)
-            if face is None:
-                raise ValueError(f"{path}: no face found")
-            faces.append(face.image)
-        images = faces
+        images = align_faces(images, args.images, model_image_size(model))
     return plot_feature_maps(model, images, args.out, titles=titles, overlay=args.overlay,
                              shared_scale=not args.per_image_scale, dpi=args.dpi)
 
 
 def _tsne(args) -> str:
-    from mclcr_keras.data.pipeline import list_shards
-    from mclcr_keras.viz._common import check_model_path, load_model
-    from mclcr_keras.viz.tsne import plot_tsne
+    from mclcr_keras.data.records import list_shards
+    from mclcr_keras.viz import load_model, plot_tsne
+    from mclcr_keras.viz._common import check_model_path
 
     _check_out(args.out)
     check_model_path(args.model)
@@ -149,19 +132,17 @@ def _tsne(args) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 bad input, 2 bad arguments)."""
-    args = _parser().parse_args(argv)
-    if args.verbose:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    """Entry point of ``python -m mclcr_keras.viz``; returns the exit status."""
     commands = {"spectra": _spectra, "features": _features, "tsne": _tsne}
-    try:
-        path = commands[args.command](args)
-    except (ValueError, OSError, RuntimeError) as error:
-        message = " ".join(str(error).split()) or type(error).__name__
-        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
-        return 1
-    print(f"wrote {path}")
-    return 0
+
+    def command(args) -> None:
+        try:
+            path = commands[args.command](args)
+        except (ValueError, OSError) as error:  # unreadable image, no face, wrong model or split
+            raise UsageError(cli.one_line(error)) from None
+        print(f"wrote {path}")
+
+    return cli.run(build_parser(), command, argv)
 
 
 if __name__ == "__main__":

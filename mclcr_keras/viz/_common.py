@@ -1,4 +1,4 @@
-"""Helpers shared by the figure modules: image preparation, model access, saving PNGs."""
+"""Helpers shared by the figure modules: reading and aligning images, model access, saving PNGs."""
 
 from __future__ import annotations
 
@@ -69,14 +69,6 @@ def stack_images(images: np.ndarray | Sequence[np.ndarray], size: int) -> np.nda
     return np.stack(batch)
 
 
-def model_image_size(model) -> int:
-    """Side length of the square images a model takes (from its input shape)."""
-    shape = tuple(getattr(model, "input_shape", ()) or ())
-    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2]:
-        raise ValueError(f"expected a model taking (B, S, S, 3) images, input shape is {shape}")
-    return int(shape[1])
-
-
 def feature_extractor(model, keys: Sequence[str]):
     """``model.feature_extractor`` after checking that it provides ``keys``."""
     extractor = getattr(model, "feature_extractor", None)
@@ -109,12 +101,34 @@ def check_model_path(path: str | os.PathLike) -> Path:
 
 
 def load_model(path: str | os.PathLike):
-    """Load a `.keras` MC-LCR model (the package's layers are registered on import)."""
-    import keras
+    """Load a `.keras` MC-LCR model for the figures (`mclcr_keras.models.saving.load_model`)."""
+    from mclcr_keras.models.saving import load_model as load_keras_model
 
-    import mclcr_keras.models  # noqa: F401  (registers MCLCR and its layers for deserialisation)
+    return load_keras_model(check_model_path(path))
 
-    return keras.saving.load_model(check_model_path(path), compile=False)
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """An image file as RGB uint8; a one-line ValueError naming the file when it is unreadable."""
+    from mclcr_keras.data.video import MediaError, read_image
+
+    try:
+        return read_image(path)
+    except MediaError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def align_faces(images: Sequence[np.ndarray], names: Sequence[str], size: int) -> list:
+    """The aligned face crop (``size`` px) of each image; a ValueError naming one without a face."""
+    from mclcr_keras.data.faces import FaceAligner
+
+    aligner = FaceAligner(size=size)
+    faces = []
+    for name, image in zip(names, images):
+        face = aligner(image)
+        if face is None:
+            raise ValueError(f"{name}: no face found")
+        faces.append(face.image)
+    return faces
 
 
 def new_figure(width: float, height: float, dpi: int = DEFAULT_DPI):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mclcr_keras.models.saving import model_image_size
 from mclcr_keras.viz._common import (
     DEFAULT_DPI,
     feature_extractor,
-    model_image_size,
     new_figure,
     save_figure,
     stack_images,

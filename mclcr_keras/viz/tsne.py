@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mclcr_keras.models.saving import model_image_size
 from mclcr_keras.viz._common import (
     DEFAULT_DPI,
     feature_extractor,
-    model_image_size,
     new_figure,
     save_figure,
     stack_images,
@@ -89,7 +89,7 @@ def _record_metadata(records_dir, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Methods and labels of every record of a split, in `make_dataset(training=False)` order."""
     import tensorflow as tf
 
-    from mclcr_keras.data.pipeline import list_shards
+    from mclcr_keras.data.records import list_shards
     from mclcr_keras.data.schema import parse_example
 
     methods, labels = [], []

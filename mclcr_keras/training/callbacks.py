@@ -1,4 +1,4 @@
-"""Training callbacks of `python -m mclcr_keras.train`: NaN stop, resumable schedule, run state.
+"""Training callbacks: NaN stop, resumable schedule, and the per-epoch commit of the run folder.
 
 - `NonFiniteLossGuard` raises `NonFiniteLossError` on the first NaN/inf training loss (batch
   logs) or epoch loss / val_loss, *before* any later callback sees the epoch, so a diverged
@@ -7,9 +7,10 @@
   `cooldown_counter`) can be saved and restored, so a resumed run reduces the learning rate at
   the same epochs as an uninterrupted one.
 - `RunCheckpoint` writes, after every epoch, a full `.keras` checkpoint (weights + optimizer
-  state) and then `state.json` (the commit point), and points `last.keras` / `best.keras` (best
-  validation AUC) at the committed checkpoints. A `kill -9` at any moment leaves a run directory
-  whose `state.json` names complete files; see `docs/training.md`.
+  state) and then `state.json` (the commit point, `mclcr_keras.training.run_dir`), and points
+  `last.keras` / `best.keras` (best validation AUC) at the committed checkpoints. A `kill -9` at
+  any moment leaves a run directory whose `state.json` names complete files; see
+  `docs/training.md`.
 
 Example:
 
@@ -26,26 +27,18 @@ model.fit(..., initial_epoch=state.epochs_done if state else 0,
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import json
 import logging
 import math
 import os
-import shutil
 from typing import Any
 
 import keras
 
-from mclcr_keras.fsync import fsync_dir
+from mclcr_keras.training.run_dir import CHECKPOINT_DIR, RunState, checkpoint_name, tidy_run_dir
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
-CHECKPOINT_DIR = "checkpoints"
-LAST_MODEL = "last.keras"
-BEST_MODEL = "best.keras"
-STATE_FORMAT = 1
 BEST_MONITOR = "val_auc"
 
 
@@ -140,125 +133,6 @@ class ResumableReduceLROnPlateau(keras.callbacks.ReduceLROnPlateau):
         super().on_train_begin(logs)
         if self.initial_state:
             self.set_state(self.initial_state)
-
-
-# ------------------------------------------------------------------------------ files
-
-
-
-def write_json_atomic(path: str, data: Any) -> None:
-    """Writes JSON to `path` so that readers see the old or the new file, never a partial one.
-
-    Example:
-
-    >>> write_json_atomic("runs/x/state.json", {"epochs_done": 3})
-    """
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(os.path.dirname(os.path.abspath(path)))
-
-
-def link_atomic(source: str, target: str) -> None:
-    """Makes `target` the same file as `source` (hard link, else copy), replaced atomically."""
-    tmp = f"{target}.tmp"
-    if os.path.lexists(tmp):
-        os.remove(tmp)
-    try:
-        os.link(source, tmp)
-    except OSError:  # file systems without hard links
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
-
-
-@dataclasses.dataclass
-class RunState:
-    """What `state.json` records after each completed epoch.
-
-    Attributes:
-        epochs_done: completed epochs (= `initial_epoch` of the next `fit`).
-        checkpoint: path of the latest checkpoint, relative to the run directory.
-        best_epoch: 1-based epoch of the best validation AUC so far (`None`: none finite yet).
-        best_val_auc: that AUC.
-        best_checkpoint: its checkpoint, relative to the run directory.
-        reduce_lr: `ResumableReduceLROnPlateau.get_state()`.
-        learning_rate: the learning rate for the next epoch.
-        updated: UTC time of the commit (ISO 8601).
-    """
-
-    epochs_done: int
-    checkpoint: str
-    best_epoch: int | None = None
-    best_val_auc: float | None = None
-    best_checkpoint: str | None = None
-    reduce_lr: dict = dataclasses.field(default_factory=dict)
-    learning_rate: float | None = None
-    updated: str = ""
-    format: int = STATE_FORMAT
-
-    @classmethod
-    def load(cls, run_dir: str) -> RunState | None:
-        """The committed state of `run_dir`, or `None` if no epoch was completed yet.
-
-        Raises:
-            ValueError: unreadable `state.json`, or it names a checkpoint that does not exist.
-        """
-        path = os.path.join(run_dir, STATE_FILE)
-        if not os.path.exists(path):
-            return None
-        try:
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
-            names = {field.name for field in dataclasses.fields(cls)}
-            state = cls(**{k: v for k, v in values.items() if k in names})
-        except (OSError, ValueError, TypeError) as error:
-            raise ValueError(f"unreadable run state {path}: {error}") from None
-        for relative in (state.checkpoint, state.best_checkpoint):
-            if relative and not os.path.isfile(os.path.join(run_dir, relative)):
-                raise ValueError(f"{path} names a missing checkpoint: {relative}")
-        return state
-
-    def save(self, run_dir: str) -> None:
-        write_json_atomic(os.path.join(run_dir, STATE_FILE), dataclasses.asdict(self))
-
-
-def checkpoint_name(epochs_done: int) -> str:
-    """Relative path of the checkpoint taken after `epochs_done` epochs."""
-    return os.path.join(CHECKPOINT_DIR, f"epoch-{epochs_done:04d}.keras")
-
-
-def tidy_run_dir(run_dir: str, state: RunState | None) -> None:
-    """Removes checkpoints `state` does not name and half-written files; relinks last/best.
-
-    Called on start (after a crash) and after each commit.
-    """
-    keep = set()
-    if state is not None:
-        keep = {os.path.normpath(p) for p in (state.checkpoint, state.best_checkpoint) if p}
-    folder = os.path.join(run_dir, CHECKPOINT_DIR)
-    if os.path.isdir(folder):
-        for name in os.listdir(folder):
-            relative = os.path.normpath(os.path.join(CHECKPOINT_DIR, name))
-            if relative not in keep:
-                os.remove(os.path.join(run_dir, relative))
-    for name in (LAST_MODEL, BEST_MODEL, STATE_FILE):
-        tmp = os.path.join(run_dir, f"{name}.tmp")
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-    if state is None:
-        return
-    links = {LAST_MODEL: state.checkpoint, BEST_MODEL: state.best_checkpoint}
-    for name, relative in links.items():
-        target = os.path.join(run_dir, name)
-        if relative is None:
-            continue
-        source = os.path.join(run_dir, relative)
-        if not (os.path.exists(target) and os.path.samefile(source, target)):
-            link_atomic(source, target)
 
 
 class RunCheckpoint(keras.callbacks.Callback):

@@ -1,16 +1,16 @@
 """Score aligned face crops with a trained model: a `.keras` file or an exported SavedModel.
 
-`load_scorer(path)` returns a `Scorer` with one interface for both formats, so the evaluation and
-prediction CLIs accept either:
+`load_scorer(path)` returns a `Scorer` with one interface for both formats, so evaluation and
+prediction accept either:
 
-- a `.keras` file (`train.py`'s `best.keras` / `last.keras`), loaded with
-  `keras.models.load_model` after importing `mclcr_keras.models` (which registers MC-LCR's classes);
+- a `.keras` file (training's `best.keras` / `last.keras`), loaded by
+  `mclcr_keras.models.saving.load_model`;
 - a SavedModel written by `python -m mclcr_keras.export`: the version directory
   (`serving/mclcr/3/`) or the model base directory (`serving/mclcr/`, the highest numbered
   version is used, as TF Serving does). Its `serving_default` signature is called.
 
 The serving contract (see `docs/serving.md`): inputs are **aligned face crops** (face detection and
-alignment stay in Python, `mclcr_keras.predict`), RGB float pixels in [0, 255] of shape
+alignment stay in Python, `mclcr_keras.inference.predict`), RGB float pixels in [0, 255] of shape
 `(B, S, S, 3)`, with `S` read from the model (`scorer.image_size`); outputs are the fake
 probability and the logit, one float32 per image.
 
@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from mclcr_keras.data import schema
+from mclcr_keras.models.saving import load_model, model_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ BYTES_SIGNATURE = "serving_bytes"
 PIXELS_INPUT = "images"
 BYTES_INPUT = "images_bytes"
 OUTPUT_KEYS = ("probability", "logit")
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 __all__ = [
     "BYTES_INPUT",
@@ -51,7 +51,6 @@ __all__ = [
     "Scorer",
     "decode_images",
     "find_saved_model",
-    "load_keras_model",
     "load_scorer",
     "saved_model_versions",
 ]
@@ -129,43 +128,6 @@ def find_saved_model(path: str | os.PathLike) -> Path | None:
     return path / str(versions[-1]) if versions else None
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
-
-
-def load_keras_model(path: str | os.PathLike):
-    """Loads a `.keras` model file with MC-LCR's classes registered (no optimizer state).
-
-    Raises:
-        FileNotFoundError: `path` does not exist.
-        ValueError: not a Keras model file, or it cannot be loaded (one line, naming the file).
-    """
-    import keras
-
-    import mclcr_keras.layers  # noqa: F401  (registers the custom layers)
-    import mclcr_keras.models  # noqa: F401  (registers MCLCR)
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model not found: {path}")
-    if path.is_dir() or path.suffix.lower() not in KERAS_SUFFIXES:
-        raise ValueError(f"expected a Keras model file (.keras), got {path}")
-    try:
-        return keras.models.load_model(path, compile=False)
-    except Exception as error:  # keras raises many types; the user needs the file and the cause
-        raise ValueError(f"could not load Keras model {path}: {_first_line(error)}") from None
-
-
-def _model_image_size(input_shape, where: str) -> int:
-    shape = tuple(input_shape)
-    if len(shape) != 4 or shape[3] != 3 or shape[1] is None or shape[1] != shape[2]:
-        raise ValueError(
-            f"{where}: expected an image input of shape (None, S, S, 3), got {shape}"
-        )
-    return int(shape[1])
-
-
 # --- the scoring interface -------------------------------------------------------------------
 
 class Scorer(abc.ABC):
@@ -224,7 +186,7 @@ class Scorer(abc.ABC):
         return f"{type(self).__name__}({self.path!r}, image_size={self.image_size})"
 
 
-def _probability_and_logit(outputs, where: str) -> tuple[tf.Tensor, tf.Tensor]:
+def probability_and_logit(outputs, where: str) -> tuple[tf.Tensor, tf.Tensor]:
     if not isinstance(outputs, dict) or "logit" not in outputs:
         keys = sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__
         raise ValueError(f"{where}: expected outputs with a 'logit' key, got {keys}")
@@ -240,14 +202,14 @@ class KerasScorer(Scorer):
     kind = "keras"
 
     def __init__(self, model, path: str | os.PathLike = "<in memory>"):
-        super().__init__(path, _model_image_size(model.input_shape, f"model {path}"))
+        super().__init__(path, model_image_size(model.input_shape, f"model {path}"))
         self.model = model
         spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)
         # One trace for every batch size (the last evaluation batch is smaller).
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     def _score(self, images):
-        return _probability_and_logit(self._call(images), f"model {self.path}")
+        return probability_and_logit(self._call(images), f"model {self.path}")
 
 
 class SavedModelScorer(Scorer):
@@ -260,9 +222,8 @@ class SavedModelScorer(Scorer):
         try:
             self._loaded = tf.saved_model.load(str(directory))
         except Exception as error:
-            raise ValueError(
-                f"could not load SavedModel {directory}: {_first_line(error)}"
-            ) from None
+            reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+            raise ValueError(f"could not load SavedModel {directory}: {reason}") from None
         signatures = self._loaded.signatures
         if PIXELS_SIGNATURE not in signatures:
             raise ValueError(
@@ -282,12 +243,12 @@ class SavedModelScorer(Scorer):
                 f"SavedModel {directory}: {PIXELS_SIGNATURE} input {self._input_name!r} must be "
                 f"float32 pixels, got {spec.dtype.name}"
             )
-        size = _model_image_size(spec.shape.as_list(), f"SavedModel {directory}")
+        size = model_image_size(spec.shape.as_list(), f"SavedModel {directory}")
         super().__init__(directory, size)
 
     def _score(self, images):
         outputs = self._signature(**{self._input_name: images})
-        return _probability_and_logit(outputs, f"SavedModel {self.path}")
+        return probability_and_logit(outputs, f"SavedModel {self.path}")
 
 
 def load_scorer(path: str | os.PathLike) -> Scorer:
@@ -322,6 +283,6 @@ def load_scorer(path: str | os.PathLike) -> Scorer:
             )
         scorer: Scorer = SavedModelScorer(directory)
     else:
-        scorer = KerasScorer(load_keras_model(path), path)
+        scorer = KerasScorer(load_model(path), path)
     logger.info("loaded %s model %s (image size %d)", scorer.kind, scorer.path, scorer.image_size)
     return scorer

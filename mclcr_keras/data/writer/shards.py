@@ -33,22 +33,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 
-from mclcr_keras.fsync import fsync_dir
+from mclcr_keras.files import fsync_dir
 
 logger = logging.getLogger(__name__)
 
 JOURNAL = "journal.jsonl"
 SHARDS = "shards"
 FINALIZING = "FINALIZING"
-_SEQ_RE = re.compile(r"^(real|fake)-(\d{5})\.tfrecord$")
 
 
 class JournalError(RuntimeError):
     """The work directory is inconsistent (e.g. a journal line in the middle is corrupt)."""
-
 
 
 class Journal:
@@ -300,14 +297,3 @@ def finalize(
 def is_finalizing(work_dir: str) -> bool:
     """True when a `finalize` started in ``work_dir`` (every input was done): run it again."""
     return os.path.exists(os.path.join(work_dir, FINALIZING))
-
-
-def list_work_shards(work_dir: str) -> list[str]:
-    """Closed temporary shards in a work directory (for tests and diagnostics)."""
-    root = os.path.join(work_dir, SHARDS)
-    found = []
-    if os.path.isdir(root):
-        for split in sorted(os.listdir(root)):
-            found.extend(f"{split}/{n}" for n in sorted(os.listdir(os.path.join(root, split)))
-                         if _SEQ_RE.match(n))
-    return found

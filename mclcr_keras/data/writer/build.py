@@ -1,0 +1,227 @@
+"""The converter: a source layout -> sharded TFRecords of aligned faces, resumable after any crash.
+
+`build` lists the inputs (`mclcr_keras.data.sources`), converts them in worker processes
+(`mclcr_keras.data.writer.workers`), serializes ``tf.train.Example``s in this process and writes
+them through the journaled shard streams (`mclcr_keras.data.writer.shards`), then the tables
+(`mclcr_keras.data.writer.tables`). ``resume=True`` after a crash or ``kill -9`` ends with the same
+shards as an uninterrupted run. See ``docs/build_records.md``.
+
+Example:
+
+>>> info = build(BuildOptions("folder", root="my_faces", out="records/mine"))
+>>> info["counts"]["totals"]["failed"]
+0
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+
+from mclcr_keras.data import schema, sources, splits
+from mclcr_keras.data.writer import merge as merging
+from mclcr_keras.data.writer import shards, tables, workers
+from mclcr_keras.data.writer.options import CONTENT_OPTIONS, BuildOptions
+from mclcr_keras.errors import UsageError
+from mclcr_keras.files import read_json, write_json
+
+logger = logging.getLogger(__name__)
+
+WORK = ".work"
+CONFIG = "config.json"
+FAILURES_KEY = "failed"
+
+
+def failed_inputs(info: dict) -> int:
+    """How many inputs of a finished build gave no record (rows of ``failures.csv``)."""
+    return int(info["counts"]["totals"][FAILURES_KEY])
+
+
+def summary(info: dict, out: str) -> str:
+    """The one-line report of a finished build."""
+    totals = info["counts"]["totals"]
+    inputs = totals["videos"] + totals["failed"]
+    count = sum(len(v) for by_label in info["shards"].values() for v in by_label.values())
+    text = (f"build_records: converted {totals['videos']} of {inputs} inputs: "
+            f"{totals['frames']} frames in {count} shards under {out}; "
+            f"{totals['failed']} failed")
+    if totals["failed"]:
+        text += f" (see {os.path.join(out, tables.FAILURES)})"
+    text += f"; {totals['frames_without_face']} sampled frames had no face"
+    return text
+
+
+def _is_build_output(path: str) -> bool:
+    return any(os.path.exists(os.path.join(path, name))
+               for name in (WORK, tables.DATASET_JSON, merging.PARTS_DIR))
+
+
+def prepare_out(target: str, options: BuildOptions) -> None:
+    """Creates ``target``, or checks that ``resume``/``overwrite`` may use the folder there.
+
+    Raises:
+        UsageError: a file in the way, or a non-empty folder that is not a build_records output
+            (never deleted) or that needs ``resume``/``overwrite``.
+    """
+    if not os.path.isdir(target):
+        if os.path.exists(target):
+            raise UsageError(f"--out {target} exists and is not a directory")
+        os.makedirs(target)
+        return
+    if not os.listdir(target):
+        return
+    if options.overwrite:
+        if not _is_build_output(target):
+            raise UsageError(f"refusing to delete {target}: it is not a build_records output")
+        shutil.rmtree(target)
+        os.makedirs(target)
+        return
+    if not options.resume:
+        raise UsageError(f"output directory {target} is not empty; pass --resume to finish an "
+                         f"interrupted build there or --overwrite to replace it")
+    if not _is_build_output(target):
+        raise UsageError(f"cannot resume in {target}: it is not a build_records output")
+
+
+def _check_resume_config(work_dir: str, config: dict) -> None:
+    path = os.path.join(work_dir, CONFIG)
+    if os.path.isfile(path):
+        previous = read_json(path)
+        changed = [name for name in CONTENT_OPTIONS if previous.get(name) != config.get(name)]
+        if changed:
+            name = changed[0]
+            raise UsageError(
+                f"cannot resume: --{name.replace('_', '-')} was {previous.get(name)!r}, now "
+                f"{config.get(name)!r}; use the same options or a new --out")
+    else:
+        write_json(path, config)
+
+
+def _rows(item, result: dict) -> tuple[dict, list[dict]]:
+    common = {"split": item.split, "label": item.label, "dataset": item.dataset,
+              "method": item.method, "compression": item.compression, "video_id": item.video_id}
+    video = dict(common, key=item.key, input=item.input, frames_sampled=result["sampled"],
+                 frames_with_face=len(result["frames"]),
+                 status="failed" if result["failure"] else "ok")
+    frames = [dict(common, frame_index=index, box=tables.format_box(box),
+                   landmarks=tables.format_landmarks(landmarks))
+              for index, _, box, landmarks in result["frames"]]
+    return video, frames
+
+
+def output_dir(options: BuildOptions) -> str:
+    """Where a run writes: ``out``, or its partition folder ``out/parts/part-i-of-K``."""
+    if options.num_partitions > 1:
+        return merging.partition_dir(options.out, options.partition, options.num_partitions)
+    return options.out
+
+
+def list_inputs(options: BuildOptions) -> list:
+    """The source's items (`mclcr_keras.data.sources.Item`), raising `UsageError` for layouts."""
+    try:
+        fractions = splits.parse_fractions(options.split_fractions)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    layout: dict = {"fractions": fractions}
+    if options.source == "ffpp":
+        methods = [m.strip() for m in options.methods.split(",") if m.strip()]
+        layout.update(compression=options.compression, methods=methods,
+                      splits_dir=options.splits_dir)
+    elif options.source == "celebdf":
+        layout.update(splits_dir=options.splits_dir)
+    elif options.source == "folder":
+        layout.update(dataset=options.dataset_name)
+    try:
+        return sources.list_items(options.source, options.root, **layout)
+    except sources.SourceError as error:
+        raise UsageError(str(error)) from None
+
+
+def build(options: BuildOptions) -> dict:
+    """Runs a conversion (one partition, or the whole job); returns its ``dataset.json``.
+
+    Raises:
+        UsageError: bad options or layout, or an output folder in the way (nothing done).
+    """
+    options.validate()
+    if options.is_merge:
+        return merge(options)
+    items = list_inputs(options)
+    target = output_dir(options)
+    prepare_out(target, options)
+    if options.resume and os.path.isfile(os.path.join(target, tables.DATASET_JSON)) \
+            and not os.path.exists(os.path.join(target, WORK)):
+        info = read_json(os.path.join(target, tables.DATASET_JSON))
+        logger.info("%s is already complete", target)
+        return info
+    if options.num_partitions > 1:
+        items = [i for i in items if splits.partition_of(i.key, options.num_partitions)
+                 == options.partition]
+    return _convert(items, target, options)
+
+
+def _convert(items: list, target: str, options: BuildOptions) -> dict:
+    from tqdm import tqdm
+
+    work_dir = os.path.join(target, WORK)
+    os.makedirs(work_dir, exist_ok=True)
+    _check_resume_config(work_dir, options.content_config())
+    journal = shards.Journal(work_dir)
+    if shards.is_finalizing(work_dir):  # interrupted while renaming: every input is done
+        journal.close()
+        return _finish(target, work_dir, journal, options, time.time())
+    streams = shards.ShardStreams(work_dir, journal, int(options.shard_mb * (1 << 20)))
+    todo = [item for item in items if item.key not in journal.done]
+    if len(todo) < len(items):
+        logger.info("resuming: %d of %d inputs already done", len(items) - len(todo), len(items))
+    started = time.time()
+    tasks = [(item.kind, item.paths) for item in todo]
+    bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="video",
+               disable=options.quiet, desc="build_records", dynamic_ncols=True)
+    results, stop = workers.start(tasks, options.crop_options(), options.workers)
+    try:
+        # TensorFlow serializes in this process while the workers already convert.
+        for item, result in zip(todo, results):
+            video, frames = _rows(item, result)
+            if result["failure"]:
+                logger.warning("%s: %s", item.input, result["failure"])
+                streams.add_failure(video, {"input": item.input, "reason": result["failure"],
+                                            **{k: video[k] for k in tables.FAILURE_COLUMNS
+                                               if k in video}})
+            else:
+                serialized = [schema.encode_example(image, item.label, item.video_id,
+                                                    item.method, item.dataset, index)
+                              for index, image, _, _ in result["frames"]]
+                streams.add_video(item.split, item.label_name, video,
+                                  list(zip(frames, serialized)))
+            bar.update(1)
+        streams.close()
+    finally:
+        stop()
+        bar.close()
+        journal.close()
+    return _finish(target, work_dir, journal, options, started)
+
+
+def _finish(target: str, work_dir: str, journal, options: BuildOptions, started: float) -> dict:
+    """Final shard names, tables, dataset.json; removes the work directory."""
+    frames, videos, failures, shard_names = shards.finalize(target, work_dir, journal,
+                                                           schema.shard_name)
+    arguments = dict(options.content_config(), workers=options.workers)
+    info = tables.dataset_info(frames, videos, failures, shard_names, arguments,
+                               schema.SCHEMA_VERSION)
+    # Conversion time of this run (after a resume: of the last run only).
+    info["seconds"] = round(time.time() - started, 1)
+    tables.write_tables(target, frames, videos, failures, info)
+    shutil.rmtree(work_dir)
+    return info
+
+
+def merge(options: BuildOptions) -> dict:
+    """Merges the partitions under ``options.out``; returns the merged ``dataset.json``."""
+    try:
+        return merging.merge_partitions(options.out, schema.shard_name)
+    except merging.MergeError as error:
+        raise UsageError(str(error)) from None

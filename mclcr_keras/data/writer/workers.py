@@ -1,0 +1,109 @@
+"""The conversion workers: processes that decode, detect, align and PNG-encode one input at a time.
+
+Workers are ``spawn``ed (never forked from a process holding TensorFlow) and never import
+TensorFlow; each holds one `mclcr_keras.data.faces.FaceAligner`. A worker whose parent dies gets
+SIGKILL (Linux), so ``kill -9`` of the converter leaves no orphans. `start` returns the results in
+task order, from a process pool or, with one worker, lazily in this process.
+
+Example:
+
+>>> results, stop = start([("video", ("clip.mp4",))], options.crop_options(), workers=2)
+>>> next(results)["frames"][0][0]   # frame index of the first crop
+0
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+
+from mclcr_keras.data import crops, faces, schema
+
+_WORKER: dict = {}
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies (so ``kill -9`` of the CLI leaves no orphans)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def init_worker(options: dict, parent_pid: int | None = None, single_thread: bool = True) -> None:
+    """Sets up a conversion process: the face aligner and the crop options.
+
+    Args:
+        options: ``frames``, ``size``, ``margin``, ``crop``, ``image_format``, ``jpeg_quality``
+            (`mclcr_keras.data.writer.options.BuildOptions.crop_options`).
+        parent_pid: the converter's pid; a worker exits when it is orphaned.
+        single_thread: limit OpenCV to one thread (one process per core already).
+    """
+    if parent_pid is not None:
+        _die_with_parent()
+    import cv2
+
+    if single_thread:
+        cv2.setNumThreads(1)
+    _WORKER.clear()
+    _WORKER.update(options)
+    _WORKER["parent_pid"] = parent_pid
+    _WORKER["aligner"] = faces.FaceAligner(size=options["size"], margin=options["margin"])
+
+
+def convert_item(task: tuple[str, tuple[str, ...]]) -> dict:
+    """Turns one input into encoded face crops (runs in a worker set up by `init_worker`).
+
+    Args:
+        task: ``(kind, paths)`` of a `mclcr_keras.data.sources.Item`.
+
+    Returns:
+        ``{"frames": [(frame_index, image_bytes, box, landmarks)], "sampled": n,
+        "failure": None | reason}``; ``box``/``landmarks`` are lists (frame pixels).
+    """
+    parent = _WORKER.get("parent_pid")
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)  # orphaned: the converter is gone
+    kind, paths = task
+    frames, sampled, failure = crops.crop_input(kind, paths, _WORKER["aligner"],
+                                                _WORKER["frames"], _WORKER["crop"],
+                                                _WORKER["size"])
+    if failure:
+        return {"frames": [], "sampled": sampled, "failure": failure}
+    try:
+        encoded = [(index, schema.encode_image(image, _WORKER["image_format"],
+                                               _WORKER["jpeg_quality"]), box, landmarks)
+                   for index, image, box, landmarks in frames]
+    except Exception as error:
+        return {"frames": [], "sampled": sampled, "failure": crops.failure_reason(error)}
+    return {"frames": encoded, "sampled": sampled, "failure": None}
+
+
+def start(tasks: Sequence[tuple], options: dict,
+          workers: int) -> tuple[Iterator[dict], Callable[[], None]]:
+    """Starts converting: returns the results in task order and a function that stops the work.
+
+    With one worker (or a single task) the conversion runs lazily in this process; otherwise
+    every task is submitted at once to ``spawn``ed worker processes, which start working before
+    this call returns.
+    """
+    if workers == 1 or len(tasks) <= 1:
+        init_worker(options, None, single_thread=False)
+        return (convert_item(task) for task in tasks), lambda: None
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # A worker that dies (e.g. a native crash) breaks the executor with an error instead of
+    # hanging like multiprocessing.Pool; --resume then carries on from the journal.
+    context = multiprocessing.get_context("spawn")
+    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context,
+                                   initializer=init_worker,
+                                   initargs=(options, os.getpid(), True))
+    results = executor.map(convert_item, tasks, chunksize=1)
+    return results, lambda: executor.shutdown(wait=True, cancel_futures=True)

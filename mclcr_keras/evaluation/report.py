@@ -1,0 +1,221 @@
+"""Evaluate a trained model on one or several record sets (the field's protocol).
+
+`evaluate(model, records, out)` (``python -m mclcr_keras.evaluate``) scores every frame and writes
+the report files.
+
+`--model` is a `.keras` file or an exported SavedModel (`serving/mclcr` or `serving/mclcr/3`);
+the image size is read from the model, records stored at another size are resized by the pipeline.
+Every frame of `<records>/<split>/` is scored once, in a deterministic order. Outputs in `--out`:
+
+- `predictions.csv`: one row per frame: records, dataset, method, video_id, frame_index, label,
+  probability, logit;
+- `metrics.json`: per record set, frame ACC/AUC/EER/AP, video AUC/ACC (mean frame probability per
+  (dataset, method, video_id)), per-method AUC against the real samples, per dataset
+  (`mclcr_keras.evaluation.protocol.evaluate_predictions`), and the cross-dataset rows; NaN is
+  written `null`;
+- `roc.png`: one frame-level ROC curve per record set;
+- `cross_dataset.csv` (several record sets): one row per set; the table is printed in any case.
+
+`--split` defaults to `test`: model selection uses `val` during training (`mclcr_keras.training`),
+never this tool's test numbers. See `docs/evaluation.md`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mclcr_keras.data import pipeline
+from mclcr_keras.data.records import count_records, list_shards
+from mclcr_keras.evaluation import protocol
+from mclcr_keras.files import write_json
+from mclcr_keras.inference.scorer import load_scorer
+from mclcr_keras.viz.roc import roc_curve_plot
+
+logger = logging.getLogger(__name__)
+
+# predictions.csv: the protocol's columns, with the record set first and the logit last.
+PREDICTION_COLUMNS = ("records", *protocol.PREDICTION_COLUMNS, "logit")
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+ROC_FILE = "roc.png"
+CROSS_DATASET_FILE = "cross_dataset.csv"
+TABLE_FLOAT_COLUMNS = protocol.TABLE_COLUMNS
+
+__all__ = ["PREDICTION_COLUMNS", "evaluate", "format_table", "predict_records", "written_files"]
+
+
+def _text(values) -> list[str]:
+    return [v.decode("utf-8") for v in np.asarray(values).tolist()]
+
+
+def predict_records(scorer, records_dir: str | os.PathLike, split: str, name: str,
+                    batch_size: int = 32) -> pd.DataFrame:
+    """Scores every frame of `<records_dir>/<split>` with `scorer`; one row per frame.
+
+    Args:
+        scorer: a `mclcr_keras.inference.scorer.Scorer` (its `image_size` sets the decoding size).
+        records_dir: root of a record set (holds `<split>/real-*.tfrecord`, `fake-*`).
+        split: split directory to read, e.g. `"test"`.
+        name: value of the `records` column.
+        batch_size: frames per model call.
+
+    Returns:
+        A DataFrame with `PREDICTION_COLUMNS`, in the pipeline's deterministic order.
+
+    Example:
+
+    >>> df = predict_records(load_scorer("best.keras"), "records/ffpp", "test", "ffpp")
+    """
+    from tqdm.auto import tqdm
+
+    total = sum(count_records(records_dir, split).values())
+    dataset = pipeline.make_dataset(
+        records_dir, split, batch_size=batch_size, training=False,
+        image_size=scorer.image_size, with_metadata=True,
+    )
+    columns: dict[str, list] = {key: [] for key in PREDICTION_COLUMNS if key != "records"}
+    with tqdm(total=total, desc=f"{name}/{split}", unit="frame", disable=None) as bar:
+        for images, labels, meta in dataset:
+            probability, logit = scorer.predict(images, batch_size=batch_size)
+            columns["dataset"] += _text(meta["dataset"])
+            columns["method"] += _text(meta["method"])
+            columns["video_id"] += _text(meta["video_id"])
+            columns["frame_index"] += meta["frame_index"].numpy().tolist()
+            columns["label"] += labels.numpy().astype(np.int64).tolist()
+            columns["probability"] += probability.astype(np.float64).tolist()
+            columns["logit"] += logit.astype(np.float64).tolist()
+            bar.update(len(probability))
+    df = pd.DataFrame(columns)
+    df.insert(0, "records", name)
+    return df
+
+
+def _json_ready(value):
+    """NaN/inf -> None (strict JSON), NumPy scalars -> Python."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def evaluate(
+    model: str | os.PathLike,
+    records: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    split: str = "test",
+    names: Sequence[str] | None = None,
+    batch_size: int = 32,
+    threshold: float = 0.5,
+) -> dict:
+    """Scores each record set, writes the report files to `out` and returns the metrics dict.
+
+    Args:
+        model: `.keras` file or exported SavedModel (see `mclcr_keras.inference.load_scorer`).
+        records: one or more record set roots.
+        out: output directory (created).
+        split: split to evaluate; `"test"` by default (never select models on it).
+        names: one name per record set; default: the directories' base names.
+        batch_size: frames per model call.
+        threshold: decision threshold of frame and video ACC.
+
+    Returns:
+        The content of `metrics.json` (before NaN -> null).
+
+    Raises:
+        FileNotFoundError: missing model, records directory or split.
+        ValueError: bad arguments, or an unloadable model.
+
+    Example:
+
+    >>> metrics = evaluate("best.keras", ["records/ffpp", "records/celebdf"], "eval")
+    >>> metrics["records"]["celebdf"]["video"]["auc"]
+    """
+    records = [str(r) for r in records]
+    if not records:
+        raise ValueError("give at least one --records directory")
+    if names is None or len(names) == 0:
+        names = [Path(r).resolve().name for r in records]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"record sets share a directory name ({names}); name them with --name"
+            )
+    names = [str(n) for n in names]
+    if len(names) != len(records):
+        raise ValueError(f"got {len(names)} --name for {len(records)} --records")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--name values must be unique, got {names}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    for records_dir in records:
+        if not Path(records_dir).is_dir():
+            raise FileNotFoundError(f"records directory not found: {records_dir}")
+        list_shards(records_dir, split)  # a missing split fails before the model loads
+    if split != "test":
+        logger.warning("evaluating split %r: report test numbers; select models on val only", split)
+
+    scorer = load_scorer(model)
+    tables = [
+        predict_records(scorer, records_dir, split, name, batch_size)
+        for records_dir, name in zip(records, names)
+    ]
+    results = {
+        name: protocol.evaluate_predictions(table, threshold)
+        for name, table in zip(names, tables)
+    }
+    cross = protocol.cross_dataset_table(results)
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions = pd.concat(tables, ignore_index=True)
+    predictions.to_csv(out / PREDICTIONS_FILE, index=False)
+    report = {
+        "model": str(model),
+        "model_format": scorer.kind,
+        "image_size": scorer.image_size,
+        "split": split,
+        "threshold": threshold,
+        "records": {
+            name: {"path": str(records_dir), **results[name]}
+            for records_dir, name in zip(records, names)
+        },
+        "cross_dataset": {name: row for name, row in cross.to_dict(orient="index").items()},
+    }
+    write_json(out / METRICS_FILE, _json_ready(report), allow_nan=False)
+    curves = {
+        f"{name} ({split})": (table["label"].to_numpy(), table["probability"].to_numpy())
+        for name, table in zip(names, tables)
+    }
+    roc_curve_plot(curves, out / ROC_FILE, title=f"ROC, frame level ({split})")
+    if len(records) > 1:
+        cross.to_csv(out / CROSS_DATASET_FILE)
+    return report
+
+
+def format_table(table: pd.DataFrame) -> str:
+    shown = table.copy()
+    for column in TABLE_FLOAT_COLUMNS:
+        shown[column] = shown[column].map(lambda v: "nan" if pd.isna(v) else f"{v:.4f}")
+    return shown.to_string()
+
+
+def written_files(out: str | os.PathLike, record_sets: int) -> list[Path]:
+    """The files `evaluate` writes into ``out`` for ``record_sets`` record sets."""
+    names = [METRICS_FILE, PREDICTIONS_FILE, ROC_FILE]
+    if record_sets > 1:
+        names.append(CROSS_DATASET_FILE)
+    return [Path(out) / name for name in names]

@@ -1,0 +1,77 @@
+"""Crash-safe file writes: a reader sees the old file or the new one, never half of one.
+
+Every table, report and state file of the package is written here: to ``<path>.tmp``, flushed and
+fsync'ed, renamed over ``path``, and the directory entry fsync'ed, so the rename survives
+``kill -9`` or a power loss.
+
+Example:
+
+>>> write_json("runs/x/state.json", {"epochs_done": 3}, sort_keys=True)
+>>> read_json("runs/x/state.json")
+{'epochs_done': 3}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from typing import IO, Any
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """fsync the directory `path`; a no-op where directories cannot be opened (e.g. Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[IO[str]], Any]) -> None:
+    """Calls ``write(handle)`` on a temporary text file, then renames it to ``path`` durably."""
+    path = os.fspath(path)
+    temporary = path + TEMPORARY_SUFFIX
+    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+def write_json(path: str | os.PathLike, data: Any, *, sort_keys: bool = False,
+               default: Callable[[Any], Any] | None = None, allow_nan: bool = True) -> None:
+    """Writes ``data`` as indented JSON (2 spaces, a final newline), atomically."""
+
+    def write(handle: IO[str]) -> None:
+        json.dump(data, handle, indent=2, sort_keys=sort_keys, default=default,
+                  allow_nan=allow_nan)
+        handle.write("\n")
+
+    write_atomic(path, write)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def link_atomic(source: str, target: str) -> None:
+    """Makes `target` the same file as `source` (hard link, else copy), replaced atomically."""
+    temporary = target + TEMPORARY_SUFFIX
+    if os.path.lexists(temporary):
+        os.remove(temporary)
+    try:
+        os.link(source, temporary)
+    except OSError:  # file systems without hard links
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, target)

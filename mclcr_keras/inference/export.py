@@ -1,0 +1,216 @@
+"""Export a trained model as a SavedModel for TensorFlow Serving.
+
+`export_model("runs/ffpp/best.keras", "serving/mclcr")` (``python -m mclcr_keras.export``) writes
+`serving/mclcr/<N>/` (TF Serving's `<model_base>/<version>/` layout; `N` defaults to the next
+integer after the existing versions, 1 for a new base) with two signatures:
+
+| signature         | input                                       | outputs                    |
+|-------------------|---------------------------------------------|----------------------------|
+| `serving_default` | `images`: float32 `(None, S, S, 3)`, [0, 255] | `probability`, `logit`:  |
+| `serving_bytes`   | `images_bytes`: string `(None,)`, PNG/JPEG  | float32 `(None,)` each     |
+
+Both take **aligned face crops** (detection and alignment stay in `mclcr_keras.inference.predict`);
+the bytes signature decodes and, when needed, resizes to `S` inside the graph. The version is
+written to a hidden temporary directory and renamed at the end, so TF Serving, which polls the base
+directory, never sees a half-written version; an existing version is never overwritten. See
+`docs/serving.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from mclcr_keras.inference import scorer
+from mclcr_keras.models.saving import load_model, model_image_size
+
+logger = logging.getLogger(__name__)
+
+METADATA_FILE = os.path.join("assets.extra", "mclcr_keras.json")
+
+__all__ = ["METADATA_FILE", "build_archive", "export_model", "next_version"]
+
+
+def next_version(base: str | os.PathLike) -> int:
+    """The version `export` picks by default: one more than the largest numbered directory, or 1.
+
+    Every all-digit directory name counts (even an incomplete one), so a new export never lands
+    on a number that is already taken.
+
+    Example:
+
+    >>> next_version("serving/mclcr")   # holds 1/ and 2/
+    3
+    """
+    base = Path(base)
+    numbers = [int(c.name) for c in base.iterdir() if c.is_dir() and c.name.isdigit()] \
+        if base.is_dir() else []
+    return max(numbers, default=0) + 1
+
+
+def build_archive(model):
+    """A `keras.export.ExportArchive` with the pixel and bytes signatures of `model`.
+
+    Args:
+        model: a Keras model taking `(None, S, S, 3)` pixels and returning a dict with `logit`
+            (and `probability`), e.g. `MCLCR`.
+
+    Returns:
+        The archive, ready for `write_out(directory)`.
+
+    Example:
+
+    >>> build_archive(model).write_out("serving/mclcr/1")
+    """
+    import keras
+    import tensorflow as tf
+
+    size = model_image_size(model.input_shape, f"model {model.name}")
+
+    def serve_pixels(images):
+        outputs = model(images, training=False)
+        probability, logit = scorer.probability_and_logit(outputs, f"model {model.name}")
+        return {"probability": tf.reshape(probability, [-1]), "logit": tf.reshape(logit, [-1])}
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    pixels_fn = archive.add_endpoint(
+        scorer.PIXELS_SIGNATURE,
+        serve_pixels,
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32,
+                                       name=scorer.PIXELS_INPUT)],
+    )
+
+    def serve_bytes(images_bytes):
+        # Calls the pixel function: the model graph is traced once and shared by both signatures.
+        return pixels_fn(scorer.decode_images(images_bytes, size))
+
+    archive.add_endpoint(
+        scorer.BYTES_SIGNATURE,
+        serve_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name=scorer.BYTES_INPUT)],
+    )
+    return archive
+
+
+def _metadata(model, model_path: str, version: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    config = getattr(model, "config", None)
+    size = model_image_size(model)
+    return {
+        "source_model": os.path.abspath(model_path),
+        "version": version,
+        "image_size": size,
+        "model_config": config.to_dict() if hasattr(config, "to_dict") else None,
+        "signatures": {
+            scorer.PIXELS_SIGNATURE: {
+                "inputs": {scorer.PIXELS_INPUT: ["float32", [None, size, size, 3]]},
+                "outputs": {key: ["float32", [None]] for key in scorer.OUTPUT_KEYS},
+            },
+            scorer.BYTES_SIGNATURE: {
+                "inputs": {scorer.BYTES_INPUT: ["string", [None]]},
+                "outputs": {key: ["float32", [None]] for key in scorer.OUTPUT_KEYS},
+            },
+        },
+        "input_contract": "aligned RGB face crops, pixels in [0, 255]",
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def export_model(
+    model_path: str | os.PathLike, out: str | os.PathLike, version: int | None = None
+) -> Path:
+    """Exports a `.keras` model to `<out>/<version>/` and returns that directory.
+
+    Args:
+        model_path: a `.keras` file.
+        out: the TF Serving model base, e.g. `serving/mclcr` (created if missing).
+        version: positive version number; default `next_version(out)`.
+
+    Raises:
+        FileNotFoundError: the model file is missing.
+        FileExistsError: `<out>/<version>` exists already.
+        ValueError: bad version, or the file is not a loadable Keras model.
+
+    Example:
+
+    >>> export_model("runs/ffpp/best.keras", "serving/mclcr")
+    PosixPath('serving/mclcr/1')
+    """
+    model_path = Path(model_path)
+    out = Path(out)
+    if version is None:
+        version = next_version(out)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version must be a positive integer, got {version!r}")
+    target = out / str(version)
+    if target.exists():
+        raise FileExistsError(
+            f"{target} exists; TF Serving versions are immutable: pick another --version or omit "
+            "it to use the next free number"
+        )
+    if not model_path.exists():
+        raise FileNotFoundError(f"model not found: {model_path}")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} exists and is not a directory")
+    model = load_model(model_path)
+    archive = build_archive(model)
+
+    out.mkdir(parents=True, exist_ok=True)
+    # A non-numeric hidden name: TF Serving ignores it until the final rename.
+    # (mkdir, not mkdtemp: the version directory keeps the umask's permissions, readable by a
+    # TF Serving container running as another user.)
+    staging = out / f".export-{version}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        archive.write_out(str(staging), verbose=False)
+        metadata = staging / METADATA_FILE
+        metadata.parent.mkdir(parents=True, exist_ok=True)
+        metadata.write_text(json.dumps(_metadata(model, str(model_path), version), indent=2))
+        if target.exists():  # another export took the number meanwhile
+            raise FileExistsError(f"{target} appeared during the export; nothing overwritten")
+        os.rename(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("exported %s to %s", model_path, target)
+    return target
+
+
+def compare_export(version_dir: str | os.PathLike, model_path: str | os.PathLike,
+                   crops) -> tuple[list[str], dict[str, float]]:
+    """Reloads an exported version and compares both signatures with the Keras model.
+
+    Args:
+        version_dir: ``<base>/<version>`` written by `export_model`.
+        model_path: the ``.keras`` file it was exported from.
+        crops: ``(B, S, S, 3)`` uint8 aligned face crops; the bytes signature gets their PNGs.
+
+    Returns:
+        ``(signature names, {signature: max |probability difference| against the Keras model}``.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from mclcr_keras.data.schema import encode_image
+
+    keras_probability, _ = scorer.load_scorer(model_path).predict(crops)
+    loaded = tf.saved_model.load(str(version_dir))
+    outputs = {
+        scorer.PIXELS_SIGNATURE: loaded.signatures[scorer.PIXELS_SIGNATURE](
+            **{scorer.PIXELS_INPUT: tf.constant(crops, tf.float32)}),
+        scorer.BYTES_SIGNATURE: loaded.signatures[scorer.BYTES_SIGNATURE](
+            **{scorer.BYTES_INPUT: tf.constant([encode_image(crop) for crop in crops])}),
+    }
+    differences = {
+        name: float(np.max(np.abs(result["probability"].numpy() - keras_probability)))
+        for name, result in outputs.items()
+    }
+    return sorted(loaded.signatures.keys()), differences

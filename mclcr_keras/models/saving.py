@@ -1,0 +1,59 @@
+"""Loading a saved MC-LCR model, and the face-crop size a model takes.
+
+`load_model` is the one ``.keras`` loader of the package (the scorer, export and the figures use
+it): it registers MC-LCR's classes first and turns every Keras failure into one line naming the
+file. `model_image_size` reads ``S`` of a ``(None, S, S, 3)`` input.
+
+Example:
+
+>>> model = load_model("runs/ffpp/best.keras")
+>>> model_image_size(model)
+256
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def model_image_size(model_or_shape, where: str = "model") -> int:
+    """Side ``S`` of the square RGB crops a model (or an input shape) takes.
+
+    Raises:
+        ValueError: the input is not ``(None, S, S, 3)``.
+    """
+    shape = getattr(model_or_shape, "input_shape", model_or_shape)
+    shape = tuple(shape or ())
+    if len(shape) != 4 or shape[3] != 3 or shape[1] is None or shape[1] != shape[2]:
+        raise ValueError(f"{where}: expected an image input of shape (None, S, S, 3), got {shape}")
+    return int(shape[1])
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def load_model(path: str | os.PathLike):
+    """Loads a `.keras` model file with MC-LCR's classes registered (no optimizer state).
+
+    Raises:
+        FileNotFoundError: `path` does not exist.
+        ValueError: not a Keras model file, or it cannot be loaded (one line, naming the file).
+    """
+    import keras
+
+    import mclcr_keras.models.mclcr  # noqa: F401  (registers MCLCR and its layers)
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path}")
+    if path.is_dir() or path.suffix.lower() not in KERAS_SUFFIXES:
+        raise ValueError(f"expected a Keras model file (.keras), got {path}")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # keras raises many types; the user needs the file and the cause
+        raise ValueError(f"could not load Keras model {path}: {_first_line(error)}") from None

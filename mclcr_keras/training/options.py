@@ -1,0 +1,181 @@
+"""`TrainConfig`: every option of a training run, with the paper's defaults, and a smoke preset.
+
+Paper defaults (Wang et al. 2022, arXiv 2110.03290, Section 4.1): AdamW (learning rate 1e-3,
+weight decay 1e-4), 50 epochs, batches of 8 real + 8 fake faces, ReduceLROnPlateau(val_loss,
+factor 0.5, patience 5). ``python -m mclcr_keras.train`` fills a `TrainConfig` from its command
+line; `TrainConfig.smoke` is the tiny run the tests and the demo use. `TrainConfig.validate`
+raises `mclcr_keras.errors.UsageError` with one line before TensorFlow is imported.
+
+Example:
+
+>>> config = TrainConfig(records="records/ffpp", out="runs/ffpp")
+>>> config.validate()
+>>> TrainConfig.smoke("records/demo", "runs/demo").image_size
+64
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from typing import Any
+
+from mclcr_keras.data.schema import LABEL_NAMES, shard_pattern
+from mclcr_keras.data.splits import TRAIN, VAL
+from mclcr_keras.errors import UsageError
+from mclcr_keras.models.config import VARIANTS
+
+DISTRIBUTE = ("none", "mirrored", "multiworker")
+# The paper's schedule (Section 4.1).
+REDUCE_LR = {"monitor": "val_loss", "factor": 0.5, "patience": 5}
+# Options that may change between the runs of one run folder: train longer, or on other hardware.
+RESUMABLE_CHANGES = ("epochs", "distribute")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """One training run (or its resumption) of an MC-LCR model.
+
+    Attributes:
+        records: records folder holding ``train/`` and ``val/`` (build_records' ``out``).
+        out: the run folder: new, empty, or an earlier run of the same options to resume.
+        variant: model variant (paper Table 5 ablations, `mclcr_keras.models.config.VARIANTS`).
+        epochs: total number of epochs.
+        batch_size: global batch, half real and half fake; a multiple of 4.
+        image_size: face crop side in pixels, a multiple of 16.
+        weights: Xception initialisation: ``imagenet``, ``none`` or a local ``.h5`` file.
+        distribute: ``none``, ``mirrored`` (all local GPUs or CPUs) or ``multiworker``
+            (TF_CONFIG).
+        mixed_precision: mixed_float16 on GPU, mixed_bfloat16 on CPU.
+        learning_rate: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        steps_per_epoch: training batches per epoch (``None``: one pass over the smaller class).
+        validation_steps: validate on the first N batches of ``val`` (``None``: all of it).
+        seed: seed for weights, dropout and the data order (``None``: random).
+    """
+
+    records: str
+    out: str
+    variant: str = "mclcr"
+    epochs: int = 50
+    batch_size: int = 16
+    image_size: int = 256
+    weights: str = "imagenet"
+    distribute: str = "none"
+    mixed_precision: bool = False
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    steps_per_epoch: int | None = None
+    validation_steps: int | None = None
+    seed: int | None = None
+
+    @classmethod
+    def smoke(cls, records: str, out: str, **overrides) -> TrainConfig:
+        """A run that checks the chain in seconds: 64 px, random weights, 1 epoch of 2 steps."""
+        values = dict(image_size=64, weights="none", epochs=1, batch_size=8, steps_per_epoch=2,
+                      validation_steps=1, seed=0)
+        values.update(overrides)
+        return cls(records=records, out=out, **values)
+
+    def validate(self) -> None:
+        """Checks that need no TensorFlow: one-line `UsageError` for the first problem."""
+        positive = ("epochs", "batch_size", "image_size", "steps_per_epoch", "validation_steps")
+        for name in positive:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, "
+                                 f"got {value!r}")
+        if self.variant not in VARIANTS:
+            raise UsageError(f"--variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.distribute not in DISTRIBUTE:
+            raise UsageError(f"--distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
+        if self.batch_size % 4:
+            raise UsageError(
+                f"--batch-size must be a multiple of 4 (half real, half fake, each half of the "
+                f"batch balanced); got {self.batch_size}"
+            )
+        if self.image_size % 16 or self.image_size < 32:
+            raise UsageError(
+                f"--image-size must be a multiple of 16 (the patch size) and >= 32; "
+                f"got {self.image_size}"
+            )
+        if self.learning_rate <= 0:
+            raise UsageError(f"--learning-rate must be > 0; got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise UsageError(f"--weight-decay must be >= 0; got {self.weight_decay}")
+        weights = self.weights
+        if weights.lower() not in ("imagenet", "none"):
+            if not weights.endswith((".h5", ".hdf5")):
+                raise UsageError(
+                    f"--weights must be 'imagenet', 'none' or the path of an Xception .h5 "
+                    f"weights file; got {weights!r}"
+                )
+            if not os.path.isfile(weights):
+                raise UsageError(f"--weights file not found: {weights}")
+        if self.distribute == "multiworker" and not os.environ.get("TF_CONFIG"):
+            raise UsageError(
+                "--distribute multiworker needs the TF_CONFIG environment variable (the cluster "
+                "and this worker's task); see docs/training.md"
+            )
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise UsageError(f"--out {self.out} exists and is not a directory")
+        check_records(self.records)
+
+    def record(self) -> dict[str, Any]:
+        """The options as stored in ``config.json`` (``"training"``) and compared on resume."""
+        weights = self.weights
+        if weights.lower() in ("imagenet", "none"):
+            weights = weights.lower()
+        else:
+            weights = os.path.abspath(weights)
+        records = self.records if "://" in self.records else os.path.abspath(self.records)
+        values = dataclasses.asdict(self)
+        del values["out"]
+        values.update(records=records, weights=weights, mixed_precision=bool(self.mixed_precision))
+        return values
+
+    def model_values(self) -> dict[str, Any]:
+        """`MCLCRConfig` fields set by this run (the rest keep the paper's defaults)."""
+        weights = self.record()["weights"]
+        return {
+            "image_size": self.image_size,
+            "variant": self.variant,
+            "weights": None if weights == "none" else weights,
+            "learning_rate": self.learning_rate,
+            "weight_decay": self.weight_decay,
+        }
+
+
+def check_records(records: str) -> None:
+    """The records folder has the training and the validation split (local folders only).
+
+    Raises:
+        UsageError: a missing folder, split or class, as one line.
+    """
+    if "://" in records:
+        return  # remote storage: the pipeline reports what is missing
+    if not os.path.isdir(records):
+        raise UsageError(f"--records {records} is not a directory")
+    split_dir = os.path.join(records, TRAIN)
+    if not os.path.isdir(split_dir):
+        raise UsageError(
+            f"no training split in --records {records} (expected {split_dir}/ with real-* and "
+            "fake-*.tfrecord shards, as written by python -m mclcr_keras.build_records)"
+        )
+    val_dir = os.path.join(records, VAL)
+    if not os.path.isdir(val_dir):
+        raise UsageError(
+            f"no validation split in --records {records} (expected {val_dir}/): training "
+            "chooses best.keras and lowers the learning rate on the validation split only, "
+            "never on test; build records with a val split (build_records writes "
+            "train/val/test)"
+        )
+    for split in (TRAIN, VAL):
+        for label_name in LABEL_NAMES:
+            if not glob.glob(shard_pattern(records, split, label_name)):
+                raise UsageError(
+                    f"no {label_name} shards ({label_name}-NNNNN-of-NNNNN.tfrecord) in "
+                    f"{os.path.join(records, split)}: both classes are needed in the "
+                    f"{split} split"
+                )
