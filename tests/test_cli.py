@@ -48,10 +48,14 @@ def one_error_line(err: str, tool: str) -> str:
 def test_help_of_every_tool_exits_0_without_importing_tensorflow():
     script = (
         "import sys, contextlib, io\n"
-        "from mclcr_keras.build_records import main as b\nfrom mclcr_keras.train import main as t\n"
-        "from mclcr_keras.evaluate import main as e\nfrom mclcr_keras.export import main as x\n"
-        "from mclcr_keras.predict import main as p\nfrom mclcr_keras.demo.__main__ import main as d\n"
-        "from mclcr_keras.demo_data import main as dd\nfrom mclcr_keras.viz.__main__ import main as v\n"
+        "from mclcr_keras.build_records import main as b\n"
+        "from mclcr_keras.train import main as t\n"
+        "from mclcr_keras.evaluate import main as e\n"
+        "from mclcr_keras.export import main as x\n"
+        "from mclcr_keras.predict import main as p\n"
+        "from mclcr_keras.demo.__main__ import main as d\n"
+        "from mclcr_keras.demo_data import main as dd\n"
+        "from mclcr_keras.viz.__main__ import main as v\n"
         "codes = []\n"
         "for main in (b, t, e, x, p, d, dd, v):\n"
         "    out = io.StringIO()\n"
@@ -68,7 +72,8 @@ def test_help_of_every_tool_exits_0_without_importing_tensorflow():
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_a_bad_flag_is_one_line_and_exit_2(tool, capsys):
-    required = {"build_records": ["folder", "--out", "x"], "train": ["--records", "r", "--out", "o"],
+    required = {"build_records": ["folder", "--out", "x"],
+                "train": ["--records", "r", "--out", "o"],
                 "evaluate": ["--model", "m", "--records", "r", "--out", "o"],
                 "export": ["--model", "m", "--out", "o"], "predict": ["--model", "m", "f.png"],
                 "demo": [], "demo_data": ["out"], "viz": ["spectra", "--real", "r", "--fake",
@@ -138,7 +143,8 @@ def test_failures_keep_their_code_and_bugs_are_one_line_exit_1(capsys):
     assert err == "tool: error: KeyError: 'oops' (rerun with --verbose for the traceback)\n"
     assert cli.run(parser, bug, ["--verbose"], tensorflow=False) == 1
     err = capsys.readouterr().err
-    assert "Traceback (most recent call last)" in err and err.endswith("tool: error: KeyError: 'oops'\n")
+    assert "Traceback (most recent call last)" in err
+    assert err.endswith("tool: error: KeyError: 'oops'\n")
 
 
 def test_ctrl_c_in_any_command_is_exit_130_without_traceback(capsys):
