@@ -24,10 +24,13 @@ import statistics
 import sys
 import time
 
+from mclcr_keras.models.config import VARIANTS as MODEL_VARIANTS
+
 logger = logging.getLogger(__name__)
 
 GOAL = 1.25
-VARIANTS = ("baseline", "mclcr", "no_ssrb", "no_papda", "no_supcon")
+# The reference first, then every variant of the package (TensorFlow-free import).
+VARIANTS = ("baseline", *(v for v in MODEL_VARIANTS if v != "baseline"))
 
 
 def build_parser() -> argparse.ArgumentParser:
