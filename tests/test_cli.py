@@ -199,27 +199,29 @@ def test_tensorflow_native_lines_are_silenced_and_verbose_brings_them_back(tmp_p
 
 @pytest.mark.slow
 def test_sigint_during_a_conversion_exits_130_with_one_line(tmp_path):
-    """A real Ctrl-C (SIGINT) in the middle of build_records: status 130, a hint, no traceback."""
+    """A real Ctrl-C (SIGINT, to the whole process group as a terminal sends it) in the middle of a
+    two-worker build_records: status 130, a hint, no traceback from the tool or its workers."""
     import cv2
     import numpy as np
 
-    frames = tmp_path / "faces" / "real" / "clip"
-    frames.mkdir(parents=True)
     yy, xx = np.mgrid[0:480, 0:640]
     shade = np.stack([yy % 256, xx % 256, (yy + xx) % 256], -1).astype(np.uint8)
-    for index in range(100):
-        cv2.imwrite(str(frames / f"{index:04d}.png"), shade)  # no face: every detection pass runs
+    for clip in ("a", "b", "c"):  # three inputs: converted by two worker processes
+        frames = tmp_path / "faces" / "real" / clip
+        frames.mkdir(parents=True)
+        for index in range(40):  # no face: every detection pass runs
+            cv2.imwrite(str(frames / f"{index:04d}.png"), shade)
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     process = subprocess.Popen(
         [sys.executable, "-m", "mclcr_keras.build_records", "folder", "--root",
-         str(tmp_path / "faces"), "--out", str(tmp_path / "records"), "--workers", "1",
-         "--frames", "100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        cwd=REPO)
+         str(tmp_path / "faces"), "--out", str(tmp_path / "records"), "--workers", "2",
+         "--frames", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        cwd=REPO, start_new_session=True)
     deadline = time.time() + 120
     while not (tmp_path / "records" / ".work").is_dir() and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == cli.EXIT_INTERRUPTED, err
     assert "Traceback" not in err

@@ -8,9 +8,10 @@ shards as an uninterrupted run. See ``docs/build_records.md``.
 
 Example:
 
->>> info = build(BuildOptions("folder", root="my_faces", out="records/mine"))
->>> info["counts"]["totals"]["failed"]
-0
+```python
+info = build(BuildOptions("folder", root="my_faces", out="records/mine"))
+info["counts"]["totals"]["failed"]  # 0: every input gave records
+```
 """
 
 from __future__ import annotations
@@ -181,6 +182,7 @@ def _convert(items: list, target: str, options: BuildOptions) -> dict:
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="video",
                disable=options.quiet, desc="build_records", dynamic_ncols=True)
     results, stop = workers.start(tasks, options.crop_options(), options.workers)
+    aborted = True
     try:
         # TensorFlow serializes in this process while the workers already convert.
         for item, result in zip(todo, results):
@@ -198,8 +200,9 @@ def _convert(items: list, target: str, options: BuildOptions) -> dict:
                                   list(zip(frames, serialized)))
             bar.update(1)
         streams.close()
+        aborted = False
     finally:
-        stop()
+        stop(abort=aborted)
         bar.close()
         journal.close()
     return _finish(target, work_dir, journal, options, started)

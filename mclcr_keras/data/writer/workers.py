@@ -7,15 +7,20 @@ task order, from a process pool or, with one worker, lazily in this process.
 
 Example:
 
->>> results, stop = start([("video", ("clip.mp4",))], options.crop_options(), workers=2)
->>> next(results)["frames"][0][0]   # frame index of the first crop
-0
+```python
+results, stop = start([("video", ("clip.mp4",))], options.crop_options(), workers=2)
+next(results)["frames"][0][0]  # 0: the frame index of the first crop
+stop()
+```
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from mclcr_keras.data import crops, faces, schema
@@ -29,11 +34,23 @@ def _die_with_parent() -> None:
         return
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored in this process meanwhile (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def init_worker(options: dict, parent_pid: int | None = None, single_thread: bool = True) -> None:
@@ -47,6 +64,10 @@ def init_worker(options: dict, parent_pid: int | None = None, single_thread: boo
     """
     if parent_pid is not None:
         _die_with_parent()
+        # Ctrl-C reaches the whole process group: the converter handles it (it stops the pool
+        # and exits 130); a worker printing its own KeyboardInterrupt traceback would only add
+        # noise, and its input is converted again on --resume.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import cv2
 
     if single_thread:
@@ -86,8 +107,10 @@ def convert_item(task: tuple[str, tuple[str, ...]]) -> dict:
 
 
 def start(tasks: Sequence[tuple], options: dict,
-          workers: int) -> tuple[Iterator[dict], Callable[[], None]]:
+          workers: int) -> tuple[Iterator[dict], Callable[..., None]]:
     """Starts converting: returns the results in task order and a function that stops the work.
+
+    ``stop()`` waits for the pool to finish; ``stop(abort=True)`` terminates the workers at once.
 
     With one worker (or a single task) the conversion runs lazily in this process; otherwise
     every task is submitted at once to ``spawn``ed worker processes, which start working before
@@ -95,15 +118,25 @@ def start(tasks: Sequence[tuple], options: dict,
     """
     if workers == 1 or len(tasks) <= 1:
         init_worker(options, None, single_thread=False)
-        return (convert_item(task) for task in tasks), lambda: None
+        return (convert_item(task) for task in tasks), lambda abort=False: None
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     # A worker that dies (e.g. a native crash) breaks the executor with an error instead of
     # hanging like multiprocessing.Pool; --resume then carries on from the journal.
     context = multiprocessing.get_context("spawn")
-    executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context,
-                                   initializer=init_worker,
-                                   initargs=(options, os.getpid(), True))
-    results = executor.map(convert_item, tasks, chunksize=1)
-    return results, lambda: executor.shutdown(wait=True, cancel_futures=True)
+    # Workers start with Ctrl-C ignored (a disposition that survives spawn's exec), so that a
+    # Ctrl-C while one is still importing prints no traceback; this process handles it.
+    with _sigint_ignored():
+        executor = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context,
+                                       initializer=init_worker,
+                                       initargs=(options, os.getpid(), True))
+        results = executor.map(convert_item, tasks, chunksize=1)
+
+    def stop(abort: bool = False) -> None:
+        if abort:  # Ctrl-C or an error: unjournaled inputs are converted again on --resume
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
+
+    return results, stop
