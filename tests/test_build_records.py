@@ -1,5 +1,7 @@
-"""The converter CLI end to end: real FF++ videos, synthetic Celeb-DF/DFDC/folder layouts made
-from real face photos, bad inputs, resume after kill -9, partitions + merge."""
+"""The converter end to end (the CLI and `mclcr_keras.data.writer`): real FF++ videos, synthetic
+Celeb-DF/DFDC/folder layouts made from real face photos, bad inputs, resume after kill -9,
+partitions + merge. Expected splits come from the official FF++ files or from `reference_split`
+(the documented SHA-1 rule, written in test_sources.py), never from `mclcr_keras.data.splits`."""
 
 import csv
 import json
@@ -12,14 +14,18 @@ from collections import Counter
 from pathlib import Path
 
 import cv2
-import matplotlib
 import numpy as np
 import pytest
-from skimage import data as skdata
+from conftest import write_tiny_faces
+from test_sources import reference_fraction, reference_split
 
-from mclcr_keras import build_records
-from mclcr_keras.data import make_dataset, schema, sources
+from mclcr_keras import build_records, cli
+from mclcr_keras.data import crops, make_dataset, records, schema
 from mclcr_keras.data.faces import FaceAligner
+from mclcr_keras.data.writer import build, workers
+from mclcr_keras.data.writer.options import BuildOptions
+from mclcr_keras.errors import UsageError
+from mclcr_keras.files import read_json
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -27,22 +33,19 @@ PROJECT = Path(__file__).resolve().parents[1]
 # ------------------------------------------------------------------------------- fixtures
 
 
-def _faces() -> list[np.ndarray]:
-    """Two public-domain face photos, cropped to the head (the face fills ~55% of the side)."""
-    path = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
-    heads = []
-    for image in (cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB), skdata.astronaut()):
+@pytest.fixture(scope="module")
+def heads(grace, astronaut) -> list[np.ndarray]:
+    """The two public-domain face photos cropped to the head (the face fills ~55% of the side)."""
+    found = []
+    for image in (grace, astronaut):
         x0, y0, x1, y1 = FaceAligner().detect(image)[0]
         cx, cy, half = (x0 + x1) // 2, (y0 + y1) // 2, int(0.9 * (x1 - x0))
-        heads.append(np.ascontiguousarray(image[max(0, cy - half):cy + half,
+        found.append(np.ascontiguousarray(image[max(0, cy - half):cy + half,
                                                 max(0, cx - half):cx + half]))
-    return heads
+    return found
 
 
-FACES = _faces()
-
-
-def make_video(path: Path, face: int | None, frames: int = 6, seed: int = 0,
+def make_video(path: Path, face: np.ndarray | None, frames: int = 6, seed: int = 0,
                size=(240, 180)) -> Path:
     """An mp4 of a real face photo jittered around a grey frame (or noise if face is None)."""
     rng = np.random.default_rng(seed)
@@ -50,7 +53,7 @@ def make_video(path: Path, face: int | None, frames: int = 6, seed: int = 0,
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
     small = None
     if face is not None:
-        image = FACES[face]
+        image = face
         scale = size[1] / image.shape[0] * 0.9
         small = cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)),
                            interpolation=cv2.INTER_AREA)
@@ -118,12 +121,12 @@ def frame_keys(rows) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def many_videos(tmp_path_factory) -> Path:
+def many_videos(tmp_path_factory, heads) -> Path:
     """ROOT/real and ROOT/fake with 12 face videos each (hash split), for resume/partitions."""
     root = tmp_path_factory.mktemp("many")
     for i in range(12):
-        make_video(root / "real" / f"r{i:02d}.mp4", 0, frames=6, seed=i)
-        make_video(root / "fake" / f"f{i:02d}.mp4", 1, frames=6, seed=100 + i)
+        make_video(root / "real" / f"r{i:02d}.mp4", heads[0], frames=6, seed=i)
+        make_video(root / "fake" / f"f{i:02d}.mp4", heads[1], frames=6, seed=100 + i)
     return root
 
 
@@ -143,9 +146,7 @@ def many_reference(many_videos, tmp_path_factory) -> Path:
 
 
 def test_help(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        build_records.main(["--help"])
-    assert exit_info.value.code == 0
+    assert build_records.main(["--help"]) == 0
     text = capsys.readouterr().out
     for word in ("ffpp", "celebdf", "dfdc", "folder", "merge", "--resume", "--num-partitions",
                  "--crop", "Exit status"):
@@ -168,11 +169,8 @@ def test_help(capsys):
 def test_usage_errors_are_one_line(argv, message, tmp_path, capsys):
     (tmp_path / "splits").mkdir()
     (tmp_path / "splits" / "train.json").write_text("[]")
-    make_video(tmp_path / "ffpp/original_sequences/youtube/c23/videos/000.mp4", 0, frames=2)
-    try:
-        status = build_records.main([a.format(tmp=tmp_path) for a in argv])
-    except SystemExit as exit_info:  # argparse's own errors
-        status = exit_info.code
+    make_video(tmp_path / "ffpp/original_sequences/youtube/c23/videos/000.mp4", None, frames=2)
+    status = build_records.main([a.format(tmp=tmp_path) for a in argv])
     err = capsys.readouterr().err
     assert status == 2
     assert len(err.strip().splitlines()) == 1, err
@@ -188,16 +186,16 @@ def test_cli_subprocess_error_has_no_traceback(tmp_path):
     assert completed.stderr.strip() == "build_records: error: --root is required for source dfdc"
 
 
-def test_worker_converts_without_importing_tensorflow(tmp_path):
+def test_worker_converts_without_importing_tensorflow(tmp_path, heads):
     # A worker process: set up, crop and PNG-encode one face image; TensorFlow stays unloaded.
     image = tmp_path / "face.png"
-    cv2.imwrite(str(image), np.ascontiguousarray(FACES[1][..., ::-1]))
+    cv2.imwrite(str(image), np.ascontiguousarray(heads[1][..., ::-1]))
     code = (
         "import sys\n"
-        "from mclcr_keras import build_records\n"
-        "build_records.init_worker({'frames': 1, 'size': 64, 'margin': 1.3, 'crop': 'detect',"
+        "from mclcr_keras.data.writer import workers\n"
+        "workers.init_worker({'frames': 1, 'size': 64, 'margin': 1.3, 'crop': 'detect',"
         " 'image_format': 'png', 'jpeg_quality': 95})\n"
-        f"result = build_records.convert_item(('image', ({str(image)!r},)))\n"
+        f"result = workers.convert_item(('image', ({str(image)!r},)))\n"
         "assert result['failure'] is None and len(result['frames']) == 1, result['failure']\n"
         "assert result['frames'][0][1][:8] == b'\\x89PNG\\r\\n\\x1a\\n'\n"
         "print('tensorflow' in sys.modules)\n"
@@ -211,17 +209,17 @@ def test_worker_converts_without_importing_tensorflow(tmp_path):
 # ------------------------------------------------------------- layouts and bad inputs, e2e
 
 
-def test_folder_layout_with_bad_inputs(tmp_path, capsys):
+def test_folder_layout_with_bad_inputs(tmp_path, capsys, heads):
     root = tmp_path / "data"
-    make_video(root / "real" / "hopper.mp4", 0, frames=5)
+    make_video(root / "real" / "hopper.mp4", heads[0], frames=5)
     frames_dir = root / "real" / "seq01"
     frames_dir.mkdir(parents=True)
     for i in range(5):
         cv2.imwrite(str(frames_dir / f"{i:04d}.png"),
-                    cv2.resize(FACES[0], (200, 234))[..., ::-1])
+                    cv2.resize(heads[0], (200, 234))[..., ::-1])
     (root / "fake").mkdir()
-    cv2.imwrite(str(root / "fake" / "still.jpg"), cv2.resize(FACES[1], (220, 220))[..., ::-1])
-    make_video(root / "fake" / "astro.mp4", 1, frames=5, seed=3)
+    cv2.imwrite(str(root / "fake" / "still.jpg"), cv2.resize(heads[1], (220, 220))[..., ::-1])
+    make_video(root / "fake" / "astro.mp4", heads[1], frames=5, seed=3)
     (root / "fake" / "zero.mp4").write_bytes(b"")
     (root / "fake" / "text.mp4").write_text("this is not a video\n")
     whole = (root / "fake" / "astro.mp4").read_bytes()
@@ -232,7 +230,7 @@ def test_folder_layout_with_bad_inputs(tmp_path, capsys):
     status = run(["folder", "--root", root, "--out", out, "--frames", "4", "--size", "64",
                   "--workers", "2", "--quiet"])
     summary = capsys.readouterr().out.strip().splitlines()[-1]
-    assert status == build_records.EXIT_FAILED_INPUTS == 3
+    assert status == cli.EXIT_PARTIAL == 3
     assert summary.startswith("build_records: converted 4 of 9 inputs")
     assert "5 failed (see " in summary and str(out / "failures.csv") in summary
     failures = {os.path.basename(r["input"]): r["reason"] for r in read_csv(out / "failures.csv")}
@@ -241,16 +239,17 @@ def test_folder_layout_with_bad_inputs(tmp_path, capsys):
     assert failures["text.mp4"].startswith("not a video")
     assert failures["noise.mp4"] == "no face found in any of the 4 sampled frames"
     assert failures["broken.jpg"].startswith("not an image")
-    assert failures["truncated.mp4"]
+    assert failures["truncated.mp4"].startswith("truncated or corrupt video")
     rows = read_csv(out / "manifest.csv")
-    expected = {i.video_id: i for i in sources.list_items("folder", str(root))}
     per_video = Counter(r["video_id"] for r in rows)
     assert set(per_video) == {"hopper", "seq01", "still", "astro"}
     assert per_video["still"] == 1 and per_video["seq01"] == 4
-    for row in rows:
-        item = expected[row["video_id"]]
-        assert (row["split"], int(row["label"]), row["method"]) == \
-            (item.split, item.label, item.method)
+    classes = {"hopper": "real", "seq01": "real", "still": "fake", "astro": "fake"}
+    for row in rows:  # method = class folder; split = hash of "<dataset>/<video_id>"
+        label = classes[row["video_id"]]
+        assert (row["split"], row["label"], row["method"], row["dataset"]) == \
+            (reference_split(f"folder/{row['video_id']}"), str(("real", "fake").index(label)),
+             label, "folder")
     videos = {r["video_id"]: r for r in read_csv(out / "videos.csv")}
     assert len(videos) == 9 and videos["noise"]["status"] == "failed"
     assert videos["noise"]["frames_sampled"] == "4" and videos["noise"]["frames_with_face"] == "0"
@@ -267,79 +266,85 @@ def test_folder_layout_with_bad_inputs(tmp_path, capsys):
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-def _celebdf_layout(root: Path) -> None:
-    from mclcr_keras.data import splits
+# Celeb-DF identities held out for val (SHA-1 of "celebdf/idN" < 0.14 / 0.86): id8 (pinned in
+# test_sources.py); id0 and id1 are not held out.
+HELD, KEPT, KEPT2 = "id8", "id0", "id1"
 
-    held = [f"id{n}" for n in range(60) if splits.stable_fraction(f"celebdf/id{n}") < 0.14 / 0.86]
-    kept = [f"id{n}" for n in range(60) if f"id{n}" not in held]
-    h, k, k2 = held[0], kept[0], kept[1]
-    make_video(root / "Celeb-real" / f"{h}_0000.mp4", 0, 4, seed=1)
-    make_video(root / "Celeb-real" / f"{k}_0000.mp4", 0, 4, seed=2)
-    make_video(root / "Celeb-real" / f"{k2}_0001.mp4", 0, 4, seed=3)
-    make_video(root / "YouTube-real" / "00007.mp4", 1, 4, seed=4)
-    make_video(root / "Celeb-synthesis" / f"{k}_{h}_0000.mp4", 1, 4, seed=5)
-    make_video(root / "Celeb-synthesis" / f"{k}_{k2}_0000.mp4", 0, 4, seed=6)
-    make_video(root / "Celeb-synthesis" / f"{k2}_{k}_0002.mp4", 1, 4, seed=7)
+
+def test_reference_holdout_of_the_chosen_identities():
+    assert [reference_fraction(f"celebdf/{i}") < 0.14 / 0.86 for i in (HELD, KEPT, KEPT2)] == \
+        [True, False, False]
+
+
+def _celebdf_layout(root: Path, heads) -> dict:
+    """Writes a small Celeb-DF v2; returns (method, video_id) -> (split, label)."""
+    h, k, k2 = HELD, KEPT, KEPT2
+    expected = {
+        ("Celeb-real", f"{h}_0000"): ("val", 0), ("Celeb-real", f"{k}_0000"): ("train", 0),
+        ("Celeb-real", f"{k2}_0001"): ("test", 0),
+        # no identity in the name: held out by a hash of folder/name, with the same fraction
+        ("YouTube-real", "00007"): (
+            "val" if reference_fraction("celebdf/YouTube-real/00007") < 0.14 / 0.86 else "train",
+            0),
+        ("Celeb-synthesis", f"{k}_{h}_0000"): ("val", 1),
+        ("Celeb-synthesis", f"{k}_{k2}_0000"): ("train", 1),
+        ("Celeb-synthesis", f"{k2}_{k}_0002"): ("test", 1),
+    }
+    for seed, (folder, stem) in enumerate(expected):
+        make_video(root / folder / f"{stem}.mp4", heads[seed % 2], 4, seed=seed)
     (root / "List_of_testing_videos.txt").write_text(
         f"1 Celeb-real/{k2}_0001.mp4\n0 Celeb-synthesis/{k2}_{k}_0002.mp4\n")
+    return expected
 
 
-def _dfdc_layout(root: Path) -> None:
-    metadata = {}
+def _dfdc_layout(root: Path, heads) -> dict:
+    """Writes one DFDC part; returns (method, video_id) -> (split, label)."""
+    metadata, expected = {}, {}
     for i in range(3):
         real = f"real{i}"
-        make_video(root / "part_0" / f"{real}.mp4", 0, 4, seed=i)
+        split = reference_split(f"dfdc/{real}")  # a fake follows its original
+        make_video(root / "part_0" / f"{real}.mp4", heads[0], 4, seed=i)
         metadata[f"{real}.mp4"] = {"label": "REAL", "split": "train", "original": None}
+        expected[("original", real)] = (split, 0)
         for j in range(2):
-            make_video(root / "part_0" / f"fake{i}{j}.mp4", 1, 4, seed=10 * i + j)
+            make_video(root / "part_0" / f"fake{i}{j}.mp4", heads[1], 4, seed=10 * i + j)
             metadata[f"fake{i}{j}.mp4"] = {"label": "FAKE", "split": "train",
                                            "original": f"{real}.mp4"}
+            expected[("DFDC", f"fake{i}{j}")] = (split, 1)
     (root / "part_0" / "metadata.json").write_text(json.dumps(metadata))
+    return expected
 
 
 @pytest.mark.parametrize("source, layout", [("celebdf", _celebdf_layout), ("dfdc", _dfdc_layout)])
-def test_celebdf_and_dfdc_layouts(source, layout, tmp_path):
+def test_celebdf_and_dfdc_layouts(source, layout, tmp_path, heads):
     root = tmp_path / source
-    layout(root)
+    expected = layout(root, heads)
     out = tmp_path / "out"
     status = run([source, "--root", root, "--out", out, "--frames", "3", "--size", "64",
                   "--workers", "2", "--quiet"])
     assert status == 0
-    items = {(i.method, i.video_id): i for i in sources.list_items(source, str(root))}
     rows = read_csv(out / "manifest.csv")
     videos = {(v["method"], v["video_id"]): v for v in read_csv(out / "videos.csv")}
-    assert set(videos) == set(items)
+    assert {key: (v["split"], int(v["label"])) for key, v in videos.items()} == expected
     per_video = Counter((r["method"], r["video_id"]) for r in rows)
     for key, video in videos.items():  # 3 sampled; a frame without a face is counted, not kept
         assert video["frames_sampled"] == "3" and int(video["frames_with_face"]) \
             == per_video[key] >= 2
     for row in rows:
-        item = items[(row["method"], row["video_id"])]
-        assert (row["split"], int(row["label"]), row["dataset"]) == \
-            (item.split, item.label, source)
+        assert (row["split"], int(row["label"])) == expected[(row["method"], row["video_id"])]
+        assert row["dataset"] == source
         assert len(row["box"].split()) == 4 and len(row["landmarks"].split()) == 10
-    if source == "celebdf":
-        test = {r["video_id"] for r in rows if r["split"] == "test"}
-        assert len(test) == 2 and all(r["split"] in ("train", "val") for r in rows
-                                      if r["video_id"] not in test)
-        assert "val" in {r["split"] for r in rows}
-    else:
-        split_of = {r["video_id"]: r["split"] for r in rows}
-        for (method, vid), item in items.items():
-            assert split_of[vid] == split_of[item.group]  # fakes follow their original
     assert record_counts_by_label(out) == Counter(
         (r["split"], "real" if r["label"] == "0" else "fake") for r in rows)
 
 
 def record_counts_by_label(out: Path) -> Counter:
-    from mclcr_keras.data import pipeline
-
     counts: Counter = Counter()
     for split in ("train", "val", "test"):
         for label in ("real", "fake"):
             if (out / split).is_dir():
                 for path in (out / split).glob(f"{label}-*.tfrecord"):
-                    counts[(split, label)] += pipeline.scan_shard(str(path))
+                    counts[(split, label)] += records.scan_shard(str(path))
     return counts
 
 
@@ -364,6 +369,43 @@ def test_crop_none_on_dfdc_face_crops(shared_data, tmp_path):
         split_of_group.setdefault(group, set()).add(row["split"])
     assert all(len(s) == 1 for s in split_of_group.values())
     assert pipeline_counts(out, 64) == manifest_counts(rows)
+
+
+def test_build_library_call_returns_dataset_json(tmp_path, capsys):
+    # The converter as a library (no CLI): BuildOptions -> build -> the dataset.json it wrote.
+    write_tiny_faces(tmp_path / "faces", {"train": 1, "test": 1}, frames=3, size=48)
+    options = BuildOptions("folder", root=str(tmp_path / "faces"), out=str(tmp_path / "out"),
+                           crop="none", size=32, workers=1, quiet=True)
+    info = build.build(options)
+    assert info == read_json(tmp_path / "out" / "dataset.json")
+    assert info["counts"]["frames"] == {"test": {"fake": {"fake": 3}, "real": {"real": 3}},
+                                        "train": {"fake": {"fake": 3}, "real": {"real": 3}}}
+    assert build.failed_inputs(info) == 0
+    assert info["arguments"] == dict(options.content_config(), workers=1)
+    assert info["arguments"]["root"] == str(tmp_path / "faces") and info["arguments"]["size"] == 32
+    assert build.summary(info, options.out) == (
+        f"build_records: converted 4 of 4 inputs: 12 frames in 4 shards under {options.out}; "
+        "0 failed; 0 sampled frames had no face")
+    assert sorted(p.relative_to(tmp_path / "out").as_posix()
+                  for p in (tmp_path / "out").rglob("*.tfrecord")) == [
+        f"{split}/{label}-00000-of-00001.tfrecord" for split in ("test", "train")
+        for label in ("fake", "real")]
+    assert record_counts(tmp_path / "out", 32) == Counter(
+        {(split, label, f"{split}-{label}-0"): 3 for split in ("train", "test")
+         for label in ("real", "fake")})
+    assert capsys.readouterr().out == ""  # the library prints nothing; the CLI prints summary
+    # Usage problems are UsageError, raised before anything is written.
+    for bad, message in [(dict(frames=0), "--frames must be >= 1, got 0"),
+                         (dict(root=str(tmp_path / "nope")), "is not a directory"),
+                         (dict(out=str(tmp_path / "out")), "is not empty; pass --resume")]:
+        values = dict(source="folder", root=str(tmp_path / "faces"), out=str(tmp_path / "new"),
+                      crop="none", size=32, workers=1, quiet=True)
+        with pytest.raises(UsageError, match=message):
+            build.build(BuildOptions(**{**values, **bad}))
+        assert not (tmp_path / "new").exists()
+    # A finished build resumed is left as it is.
+    again = build.build(BuildOptions(**{**vars(options), "resume": True}))
+    assert again == info
 
 
 # ----------------------------------------------------------------- output dir, resume, merge
@@ -452,9 +494,9 @@ def test_resume_with_other_options_is_refused(many_videos, tmp_path, capsys):
     work = out / ".work"
     work.mkdir(parents=True)
     argv = ["folder", "--root", many_videos, "--out", out, "--quiet"]
+    earlier = build_records.build_parser().parse_args([str(a) for a in argv + ["--frames", "6"]])
     (work / "config.json").write_text(json.dumps(
-        build_records._content_config(build_records.build_parser().parse_args(
-            [str(a) for a in argv + ["--frames", "6"]]))))
+        build_records.options_from_args(earlier).content_config()))
     assert run(argv + ["--frames", "8", "--resume"]) == 2
     assert "cannot resume: --frames was 6, now 8" in capsys.readouterr().err
 
@@ -548,13 +590,11 @@ def test_ffpp_mini_splits_labels_and_frame_counts(ffpp_records, ffpp_mini):
 
 @pytest.mark.slow
 def test_ffpp_mini_records_match_manifest(ffpp_records):
-    from mclcr_keras.data import pipeline
-
     out, _ = ffpp_records
     rows = read_csv(out / "manifest.csv")
     assert pipeline_counts(out, 128) == manifest_counts(rows)
     for shard, count in Counter(r["shard"] for r in rows).items():
-        assert pipeline.scan_shard(str(out / shard)) == count
+        assert records.scan_shard(str(out / shard)) == count
     info = json.loads((out / "dataset.json").read_text())
     assert info["counts"]["totals"]["frames"] == len(rows)
     assert info["counts"]["frames"]["train"]["fake"] == {"Deepfakes": 30, "Face2Face": 30}
@@ -578,29 +618,35 @@ def test_ffpp_mini_crops_hold_faces(ffpp_records):
     assert found >= 0.9 * total, f"dlib found a face in {found} of {total} crops"
 
 
-def test_crop_input_gives_the_crops_convert_item_encodes(tmp_path):
+def test_crop_input_gives_the_crops_convert_item_encodes(tmp_path, heads):
     image, noise = tmp_path / "face.png", tmp_path / "noise.png"
-    cv2.imwrite(str(image), np.ascontiguousarray(FACES[0][..., ::-1]))
+    cv2.imwrite(str(image), np.ascontiguousarray(heads[0][..., ::-1]))
     cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 256, (96, 96, 3), np.uint8))
-    frames, sampled, failure = build_records.crop_input("image", (str(image),),
-                                                        FaceAligner(size=64), 1)
+    aligner = FaceAligner(size=64)
+    frames, sampled, failure = crops.crop_input("image", (str(image),), aligner, 1)
     assert failure is None and sampled == 1 and len(frames) == 1
     index, rgb, box, landmarks = frames[0]
     assert index == 0 and rgb.dtype == np.uint8 and rgb.shape == (64, 64, 3)
-    assert len(box) == 4 and len(landmarks) == 5
-    build_records.init_worker({"frames": 1, "size": 64, "margin": 1.3, "crop": "detect",
-                               "image_format": "png", "jpeg_quality": 95}, single_thread=False)
-    converted = build_records.convert_item(("image", (str(image),)))
+    # The crop is the aligner's own crop of the photo: same box, landmarks and pixels.
+    face = aligner(heads[0])
+    assert box == list(face.box) and np.allclose(landmarks, face.landmarks)
+    np.testing.assert_array_equal(rgb, face.image)
+    workers.init_worker({"frames": 1, "size": 64, "margin": 1.3, "crop": "detect",
+                         "image_format": "png", "jpeg_quality": 95}, single_thread=False)
+    converted = workers.convert_item(("image", (str(image),)))
     assert converted["failure"] is None and converted["sampled"] == 1
     (c_index, encoded, c_box, c_landmarks), = converted["frames"]
     decoded = cv2.imdecode(np.frombuffer(encoded, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
     np.testing.assert_array_equal(decoded, rgb)
     assert (c_index, c_box, c_landmarks) == (index, box, landmarks)
     # --crop none: the whole image resized, its whole box, no landmarks.
-    (_, whole, whole_box, none), = build_records.crop_input("image", (str(noise),), None, 1,
-                                                            "none", 32)[0]
+    (_, whole, whole_box, none), = crops.crop_input("image", (str(noise),), None, 1, "none",
+                                                    32)[0]
     assert whole.shape == (32, 32, 3) and whole_box == [0, 0, 96, 96] and none is None
-    assert build_records.crop_input("image", (str(noise),), FaceAligner(size=64), 1) == (
+    noise_rgb = cv2.imread(str(noise))[..., ::-1]
+    np.testing.assert_array_equal(whole, cv2.resize(noise_rgb, (32, 32),
+                                                    interpolation=cv2.INTER_AREA))
+    assert crops.crop_input("image", (str(noise),), aligner, 1) == (
         [], 1, "no face found in any of the 1 sampled frames")
-    assert build_records.crop_input("image", (str(tmp_path / "no.png"),), FaceAligner(size=64),
-                                    1) == ([], 0, "file not found")
+    assert crops.crop_input("image", (str(tmp_path / "no.png"),), aligner, 1) == (
+        [], 0, "file not found")

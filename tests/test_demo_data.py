@@ -8,8 +8,11 @@ import pytest
 
 from mclcr_keras import demo_data
 from mclcr_keras.data.faces import FaceAligner
-from mclcr_keras.data.sbi import SelfBlendConfig
+from mclcr_keras.data.schema import LABEL_NAMES
 from mclcr_keras.data.sources import list_items
+from mclcr_keras.data.splits import SPLITS
+from mclcr_keras.demo.data import make_demo_folder
+from mclcr_keras.demo.sbi import SelfBlendConfig
 
 VIDEOS, FRAMES, SIZE = 2, 2, 256
 
@@ -17,7 +20,7 @@ VIDEOS, FRAMES, SIZE = 2, 2, 256
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo") / "faces"
-    out = demo_data.make_demo_folder(root, videos_per_class=VIDEOS, frames_per_video=FRAMES,
+    out = make_demo_folder(root, videos_per_class=VIDEOS, frames_per_video=FRAMES,
                                      image_size=SIZE, seed=0)
     assert out == root
     return root
@@ -29,8 +32,8 @@ def frames_of(root):
 
 def test_layout_counts_and_labels(demo):
     assert sorted(p.name for p in demo.iterdir()) == ["demo_data.json", "test", "train", "val"]
-    for split in demo_data.SPLITS:
-        for cls in demo_data.CLASSES:
+    for split in SPLITS:
+        for cls in LABEL_NAMES:
             videos = sorted((demo / split / cls).iterdir())
             assert len(videos) == VIDEOS
             for video in videos:
@@ -42,10 +45,10 @@ def test_layout_counts_and_labels(demo):
     assert len(info["videos"]) == 3 * 2 * VIDEOS
     assert all((demo / v["split"] / v["label"] / v["video_id"]).is_dir() for v in info["videos"])
     # Both classes use the same identities in every split.
-    for split in demo_data.SPLITS:
+    for split in SPLITS:
         by_class = {c: sorted(v["source"] for v in info["videos"]
                               if v["split"] == split and v["label"] == c)
-                    for c in demo_data.CLASSES}
+                    for c in LABEL_NAMES}
         assert by_class["real"] == by_class["fake"]
     assert "public domain" in info["sources"]["grace_hopper"]
     assert info["sbi_config"]["blend_ratios"] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
@@ -87,12 +90,12 @@ def test_videos_differ_and_frames_move(demo):
 
 
 def test_same_seed_same_bytes_other_seed_differs(demo, tmp_path):
-    again = demo_data.make_demo_folder(tmp_path / "again", videos_per_class=VIDEOS,
+    again = make_demo_folder(tmp_path / "again", videos_per_class=VIDEOS,
                                        frames_per_video=FRAMES, image_size=SIZE, seed=0)
     for a, b in zip(frames_of(demo), frames_of(again), strict=True):
         assert a.relative_to(demo) == b.relative_to(again)
         assert a.read_bytes() == b.read_bytes()
-    other = demo_data.make_demo_folder(tmp_path / "other", videos_per_class=1,
+    other = make_demo_folder(tmp_path / "other", videos_per_class=1,
                                        frames_per_video=1, image_size=SIZE, seed=1)
     first = other / "train" / "real" / "train-grace_hopper-00" / "0000.png"
     same_place = demo / "train" / "real" / "train-grace_hopper-00" / "0000.png"
@@ -104,18 +107,27 @@ def test_refuses_to_overwrite_and_bad_arguments(tmp_path, capsys):
     busy.mkdir()
     (busy / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError, match="not a demo folder"):
-        demo_data.make_demo_folder(busy, overwrite=True)
+        make_demo_folder(busy, overwrite=True)
     assert (busy / "notes.txt").read_text() == "keep me"
     with pytest.raises(ValueError, match="videos_per_class must be >= 1, got 0"):
-        demo_data.make_demo_folder(tmp_path / "x", videos_per_class=0)
+        make_demo_folder(tmp_path / "x", videos_per_class=0)
     with pytest.raises(ValueError, match="image_size must be >= 128, got 64"):
-        demo_data.make_demo_folder(tmp_path / "x", image_size=64)
+        make_demo_folder(tmp_path / "x", image_size=64)
     assert demo_data.main([str(busy)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error:") and "not empty" in err[0]
+    assert len(err) == 1 and err[0].startswith("demo_data: error: ") and "not empty" in err[0]
+    assert demo_data.main([str(tmp_path / "y"), "--size", "64"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "demo_data: error: image_size must be >= 128, got 64"
+    assert demo_data.main([str(tmp_path / "y"), "--frames-per-video", "two"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("demo_data: error: argument --frames-per-video")
+    assert not (tmp_path / "y").exists()
 
 
 def test_cli_writes_and_overwrites_demo_folder(tmp_path, capsys):
+    assert demo_data.main(["--help"]) == 0
+    assert "--videos-per-class" in capsys.readouterr().out
     out = tmp_path / "cli"
     args = [str(out), "--videos-per-class", "1", "--frames-per-video", "1", "--size", "160"]
     assert demo_data.main(args) == 0
@@ -129,8 +141,8 @@ def test_cli_writes_and_overwrites_demo_folder(tmp_path, capsys):
 
 def test_sbi_config_changes_only_the_fakes(tmp_path):
     kwargs = dict(videos_per_class=1, frames_per_video=1, image_size=192, seed=4)
-    default = demo_data.make_demo_folder(tmp_path / "a", **kwargs)
-    strong = demo_data.make_demo_folder(
+    default = make_demo_folder(tmp_path / "a", **kwargs)
+    strong = make_demo_folder(
         tmp_path / "b", sbi_config=SelfBlendConfig(blend_ratios=(1.0,), rgb_shift_p=1.0), **kwargs)
     for a, b in zip(frames_of(default), frames_of(strong), strict=True):
         same = a.read_bytes() == b.read_bytes()

@@ -7,35 +7,24 @@ import cv2
 import dlib
 import numpy as np
 import pytest
-from matplotlib import cbook
 from skimage import data as skdata
 from skimage import transform as sktransform
 
-from mclcr_keras.data.faces import (
+from mclcr_keras.data import crops
+from mclcr_keras.data.alignment import (
     TEMPLATE_5,
-    Face,
-    FaceAligner,
-    crop_video,
-    landmark_model_path,
+    region_of,
     similarity_transform,
     template_points,
+    warp_crop,
 )
+from mclcr_keras.data.faces import Face, FaceAligner, landmark_model_path
 from mclcr_keras.data.video import read_frames, read_image, sample_indices
 
 
 @pytest.fixture(scope="module")
 def aligner() -> FaceAligner:
     return FaceAligner(size=256, margin=1.3)
-
-
-@pytest.fixture(scope="module")
-def grace() -> np.ndarray:
-    return read_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return skdata.astronaut()
 
 
 def _iou(a, b) -> float:
@@ -112,6 +101,26 @@ def test_similarity_transform_matches_skimage():
         reference = sktransform.SimilarityTransform()
         reference.estimate(src, dst)
     np.testing.assert_allclose(similarity_transform(src, dst), reference.params[:2], atol=1e-8)
+
+
+def test_warp_crop_and_region_of_against_numpy(astronaut):
+    rgb = astronaut
+    # A pure translation at scale 1 is a slice of the frame; outside the frame is black.
+    shift = np.array([[1.0, 0.0, -40.0], [0.0, 1.0, -25.0]])
+    np.testing.assert_array_equal(warp_crop(rgb, shift, 64), rgb[25:89, 40:104])
+    corner = warp_crop(rgb, np.array([[1.0, 0.0, 16.0], [0.0, 1.0, 16.0]]), 64)
+    assert not corner[:16].any() and not corner[:, :16].any()
+    np.testing.assert_array_equal(corner[16:, 16:], rgb[:48, :48])
+    np.testing.assert_array_equal(warp_crop(rgb, shift, 64, "replicate"), rgb[25:89, 40:104])
+    # Scale 2 about the origin: crop pixel (2x, 2y) samples frame pixel (x, y).
+    zoom = warp_crop(rgb, np.array([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]]), 64)
+    np.testing.assert_array_equal(zoom[::2, ::2], rgb[:32, :32])
+    # region_of: a slice, edge-replicated where it leaves the frame (as np.pad "edge").
+    padded = np.pad(rgb, ((10, 10), (10, 10), (0, 0)), mode="edge")
+    np.testing.assert_array_equal(region_of(rgb, -10, -5, 30, 40), padded[5:50, 0:40])
+    x1, y1 = rgb.shape[1] + 7, rgb.shape[0] + 3
+    np.testing.assert_array_equal(region_of(rgb, 500, 480, x1, y1), padded[490:y1 + 10, 510:x1 + 10])
+    assert region_of(rgb, 20, 10, 60, 30).flags["C_CONTIGUOUS"]
 
 
 def test_bad_arguments():
@@ -244,7 +253,6 @@ def _paste_face(frame, photo, box, face_px, at):
                                          x + box[2] * scale, y + box[3] * scale))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("shape,face_px", [((1080, 1920), 55), ((1920, 1080), 65)])
 def test_small_face_in_full_hd_frame(aligner, grace, shape, face_px):
     frame = _scene(*shape)
@@ -271,7 +279,6 @@ def test_no_face_gives_none(aligner):
     assert aligner.detect(dark) == []
 
 
-@pytest.mark.slow
 def test_no_face_in_dark_full_hd_frame(aligner, grace):
     # a dark, distant scene: a face far too dim for the detector must give None, not garbage
     frame = (_scene(1080, 1920, seed=2) * 0.04).astype(np.uint8)
@@ -329,13 +336,13 @@ def test_aligner_pickles_without_models(aligner, grace):
 
 
 # ---------------------------------------------------------------------------------------------
-# crop_video
-def test_crop_video_ffpp(aligner, ffpp_mini: Path):
+# one face tracked over a real video (mclcr_keras.data.crops, the converter's loop)
+def test_track_faces_over_ffpp_video(aligner, ffpp_mini: Path):
     path = ffpp_mini / "original_sequences/youtube/c23/videos/004.mp4"
-    faces, missing = crop_video(path, aligner, num_frames=30)
+    faces = list(crops.track_faces(read_frames(path, 30), aligner))
     indices = [index for index, _ in faces]
-    assert missing == 0 and len(faces) == 30
-    assert indices == sample_indices(309, 30)
+    assert len(faces) == 30 and all(isinstance(face, Face) for _, face in faces)
+    assert indices == sample_indices(309, 30)  # 004.mp4 has 309 frames: a face in each sample
     # one track: consecutive boxes stay close (news anchor)
     centres = np.array([[(f.box[0] + f.box[2]) / 2, (f.box[1] + f.box[3]) / 2] for _, f in faces])
     widths = np.array([f.box[2] - f.box[0] for _, f in faces])

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from mclcr_keras.data import pipeline, schema
+from mclcr_keras.data.records import CorruptShardError, count_records, scan_shard
 
 SIZE = 64
 # class -> list of shards, each a list of (video_id, frame_index)
@@ -182,7 +183,7 @@ def test_bad_arguments_and_missing_data(records, tmp_path):
     labels = np.concatenate([y for _, y in pipeline.make_dataset(tmp_path, "test", batch_size=3,
                                                                  training=False, image_size=SIZE)])
     np.testing.assert_array_equal(labels, np.zeros(len(LAYOUT["real"][0])))
-    assert pipeline.count_records(tmp_path, "test") == {"real": 8, "fake": 0}
+    assert count_records(tmp_path, "test") == {"real": 8, "fake": 0}
     os.makedirs(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=f"no real/fake shards .* in {tmp_path / 'empty'}"):
         pipeline.make_dataset(tmp_path, "empty", training=False)
@@ -215,7 +216,7 @@ def test_corrupt_shard_is_named_before_reading(tmp_path, damage):
         data = data + data[:6]
     Path(victim).write_bytes(data)
     for training in (True, False):
-        with pytest.raises(pipeline.CorruptShardError, match=f"corrupt TFRecord shard {victim}"):
+        with pytest.raises(CorruptShardError, match=f"corrupt TFRecord shard {victim}"):
             pipeline.make_dataset(root, "train", batch_size=8, training=training)
 
 
@@ -230,7 +231,7 @@ def test_bad_checksum_in_the_first_record_is_named_before_reading(tmp_path):
     data = bytearray(Path(paths[0]).read_bytes())
     data[12 + 40] ^= 0xFF  # the first record, read to learn the stored image size
     Path(paths[0]).write_bytes(bytes(data))
-    with pytest.raises(pipeline.CorruptShardError,
+    with pytest.raises(CorruptShardError,
                        match=f"corrupt TFRecord shard {paths[0]}: corrupted record at 12$"):
         pipeline.make_dataset(root, "train", training=False)
 
@@ -239,7 +240,7 @@ def test_damage_found_while_reading_names_the_file(tmp_path):
     root, paths = _copy_split(tmp_path)
     victim = paths[3]  # fake-00000-of-00002.tfrecord
     _flip_payload_byte(victim)
-    assert pipeline.scan_shard(victim) == len(LAYOUT["fake"][0])  # framing is intact
+    assert scan_shard(victim) == len(LAYOUT["fake"][0])  # framing is intact
     ds = pipeline.make_dataset(root, "train", batch_size=4, training=False)
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"corrupt TFRecord shard.*{victim}"):
         for _ in ds:
@@ -266,7 +267,7 @@ def test_record_in_the_wrong_class_shard_is_named(tmp_path):
 
 
 def test_count_records(records):
-    assert pipeline.count_records(records, "train") == {"real": 24, "fake": 24}
+    assert count_records(records, "train") == {"real": 24, "fake": 24}
 
 
 def test_keras_fit_consumes_the_pipeline(records, tmp_path):

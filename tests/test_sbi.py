@@ -3,20 +3,17 @@
 import cv2
 import numpy as np
 import pytest
-from matplotlib import cbook
 
 from mclcr_keras.data.faces import FaceAligner
-from mclcr_keras.data.sbi import HULL_TYPES, SelfBlendConfig, face_size, hull_points, self_blend
+from mclcr_keras.demo.sbi import HULL_TYPES, SelfBlendConfig, face_size, hull_points, self_blend
 
 
 @pytest.fixture(scope="module")
-def face():
-    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+def face(grace):
     aligner = FaceAligner()
-    boxes = aligner.detect(rgb)
+    boxes = aligner.detect(grace)
     assert len(boxes) == 1
-    return rgb, aligner.landmarks(rgb, boxes[0], points=68)
+    return grace, aligner.landmarks(grace, boxes[0], points=68)
 
 
 def hull_mask(shape, points):

@@ -1,5 +1,10 @@
-"""The TFRecord schema: encode -> TFRecordWriter -> TFRecordDataset -> parse round trip."""
+"""The TFRecord schema: encode -> TFRecordWriter -> TFRecordDataset -> parse round trip; the
+TensorFlow-free modules and lazy exports of `mclcr_keras.data`; its docstring examples."""
 
+import doctest
+import importlib
+import inspect
+import pkgutil
 import subprocess
 import sys
 
@@ -105,8 +110,14 @@ def _imports_tensorflow(code: str) -> bool:
 
 
 def test_tensorflow_free_submodules_do_not_import_tensorflow():
-    # The converter's workers import these; the package exports must not pull TensorFlow in.
-    assert not _imports_tensorflow("import mclcr_keras.data.faces, mclcr_keras.data.video")
+    # The converter's workers and the layout listing import these; the package exports must not
+    # pull TensorFlow in.
+    assert not _imports_tensorflow(
+        "import mclcr_keras.data.faces, mclcr_keras.data.video, mclcr_keras.data.crops\n"
+        "import mclcr_keras.data.alignment, mclcr_keras.data.media, mclcr_keras.data.splits\n"
+        "import mclcr_keras.data.sources, mclcr_keras.data.writer.workers\n"
+        "import mclcr_keras.data.writer.options, mclcr_keras.data.writer.tables\n"
+        "import mclcr_keras.data.writer.merge, mclcr_keras.data.writer.shards")
     # The schema's OpenCV-only functions do not need it either.
     assert not _imports_tensorflow(
         "import numpy as np\nfrom mclcr_keras.data import schema\n"
@@ -114,9 +125,11 @@ def test_tensorflow_free_submodules_do_not_import_tensorflow():
         "assert schema.shard_name('real', 0, 1) == 'real-00000-of-00001.tfrecord'")
     # The lazy exports still resolve, to the submodules' objects.
     import mclcr_keras.data as data
-    from mclcr_keras.data import make_dataset, pipeline
+    from mclcr_keras.data import count_records, list_shards, make_dataset, pipeline, records
 
     assert make_dataset is pipeline.make_dataset and data.encode_image is schema.encode_image
+    assert count_records is records.count_records and list_shards is records.list_shards
+    assert data.CorruptShardError is records.CorruptShardError and data.schema is schema
     assert set(data.__all__) <= set(dir(data)) and "make_dataset" in data.__all__
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         data.nope
@@ -129,3 +142,25 @@ def test_examples_serialize_with_sorted_feature_keys():
     positions = [blob.find(b"\n" + bytes([len(k)]) + k.encode()) for k in keys]
     assert -1 not in positions and positions == sorted(positions), positions
     assert blob == tf.train.Example.FromString(blob).SerializeToString(deterministic=True)
+
+
+def _data_modules():
+    import mclcr_keras.data as data
+
+    names = [m.name for m in pkgutil.walk_packages(data.__path__, "mclcr_keras.data.")]
+    return [importlib.import_module(name) for name in ["mclcr_keras.data", *names]]
+
+
+def test_docstring_examples_of_the_data_package_run():
+    # Every ">>>" example under mclcr_keras/data runs as a doctest (examples that need files are
+    # plain code blocks instead); none is skipped.
+    modules = _data_modules()
+    assert {"mclcr_keras.data.writer.build", "mclcr_keras.data.sources.ffpp"} <= {
+        m.__name__ for m in modules}
+    attempted = 0
+    for module in modules:
+        assert "doctest: +SKIP" not in inspect.getsource(module), module.__name__
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, report=False)
+        assert result.failed == 0, f"{module.__name__}: {result.failed} example(s) failed"
+        attempted += result.attempted
+    assert attempted >= 20

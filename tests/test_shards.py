@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from mclcr_keras.data import schema
-from mclcr_keras.data.shards import Journal, JournalError, ShardStreams, finalize
+from mclcr_keras.data.writer import shards as shards_module
+from mclcr_keras.data.writer.shards import Journal, JournalError, ShardStreams, finalize
 
 
 def _videos(count: int, frames: int = 3, size: int = 400):
@@ -87,6 +88,11 @@ def test_resume_after_crash_is_byte_identical(tmp_path):
     journal = Journal(str(work))
     assert journal.done == done_before and "test/m/bad" in journal.done
     assert 0 < len([k for k in journal.done if k.startswith("test/m/v")]) < 7
+    # Recovery leaves exactly the journaled shards in the work directory (no .tmp, no stray).
+    ShardStreams(str(work), journal, 2000)
+    on_disk = sorted(f"{d.name}/{f.name}" for d in (work / "shards").iterdir() for f in d.iterdir())
+    assert on_disk == sorted(entry["file"] for entry in journal.shards) and on_disk
+    journal.close()
     frames, rows, failures, shards = _build(work, tmp_path / "out", videos)
     assert _tree(tmp_path / "out") == reference
     assert failures == [{"input": "bad.mp4", "reason": "empty file (0 bytes)"}]
@@ -120,8 +126,6 @@ def test_corrupt_journal_and_missing_shard_are_errors(tmp_path):
 
 
 def test_interrupted_finalize_runs_again(tmp_path, monkeypatch):
-    from mclcr_keras.data import shards as shards_module
-
     videos = _videos(8)
     _build(tmp_path / "w_ref", tmp_path / "ref", videos)
     work = tmp_path / "w"

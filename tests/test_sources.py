@@ -1,5 +1,11 @@
-"""Dataset layouts -> items: labels, methods, video ids and split rules (no decoding here)."""
+"""Dataset layouts -> items: labels, methods, video ids and split rules (no decoding here).
 
+Expected splits never come from `mclcr_keras.data.splits`: they are the official FF++ split files,
+values pinned here, or `reference_split`, written from the rule of docs/build_records.md ("SHA-1
+of a string": the first 8 bytes of the digest, big-endian, over 2**64, cut at 0.72 / 0.86).
+"""
+
+import hashlib
 import json
 import os
 from collections import Counter
@@ -9,6 +15,31 @@ import pytest
 
 from mclcr_keras.data import sources, splits
 from mclcr_keras.data.sources import SourceError, list_items
+from mclcr_keras.data.sources.celebdf import read_celebdf_test_list
+
+
+def reference_fraction(key: str) -> float:
+    """The documented hash rule, written independently of `mclcr_keras.data.splits`."""
+    return int.from_bytes(hashlib.sha1(key.encode("utf-8")).digest()[:8], "big") / 2**64
+
+
+def reference_split(key: str, fractions=(0.72, 0.14, 0.14)) -> str:
+    value = reference_fraction(key)
+    if value < fractions[0]:
+        return "train"
+    return "val" if value < fractions[0] + fractions[1] else "test"
+
+
+def test_item_fields_and_layout_registry(tmp_path):
+    assert sources.SOURCES == ("ffpp", "celebdf", "dfdc", "folder")
+    assert set(sources.LAYOUTS) == set(sources.SOURCES)
+    video = sources.Item("ffpp", "Deepfakes", "000_003", "train", 1, "c23", "video", ("/d/a.mp4",))
+    assert (video.key, video.label_name, video.input) == ("ffpp/Deepfakes/000_003", "fake",
+                                                          "/d/a.mp4")
+    frames = sources.Item("folder", "real", "clip", "val", 0, kind="frames",
+                          paths=("/d/clip/0001.png", "/d/clip/0002.png"))
+    assert (frames.label_name, frames.input) == ("real", "/d/clip")
+    assert sources.KINDS == ("video", "image", "frames")
 
 
 def _touch(path: Path, data: bytes = b"") -> Path:
@@ -20,17 +51,25 @@ def _touch(path: Path, data: bytes = b"") -> Path:
 # ---------------------------------------------------------------------------------- splits
 
 
-def test_hash_split_is_stable_and_proportional():
+# Pinned: the rule must not change between releases (records would move between splits).
+PINNED_SPLITS = {"ffpp/000": "train", "ffpp/007": "test", "ffpp/011": "val", "ffpp/024": "val",
+                 "ffpp/027": "test", "dfdc/aaqaifqrwn": "test", "celebdf/id7": "train"}
+
+
+def test_hash_split_follows_the_documented_sha1_rule():
+    assert splits.stable_fraction("ffpp/000") == 0.18660831497521144
+    assert {key: splits.hash_split(key) for key in PINNED_SPLITS} == PINNED_SPLITS
     keys = [f"ffpp/{i:03d}" for i in range(5000)]
-    first = [splits.hash_split(k) for k in keys]
-    assert first == [splits.hash_split(k) for k in keys]
-    counts = Counter(first)
+    got = [splits.hash_split(k) for k in keys]
+    assert got == [reference_split(k) for k in keys]
+    counts = Counter(got)
     assert abs(counts["train"] / 5000 - 0.72) < 0.03
     assert abs(counts["val"] / 5000 - 0.14) < 0.02
     assert abs(counts["test"] / 5000 - 0.14) < 0.02
-    # Pinned value: the rule must not change between releases (records would move splits).
-    assert splits.stable_fraction("ffpp/000") == pytest.approx(
-        int.from_bytes(__import__("hashlib").sha1(b"ffpp/000").digest()[:8], "big") / 2**64)
+    # Other fractions move the cut points, nothing else.
+    fractions = (0.5, 0.25, 0.25)
+    assert [splits.hash_split(k, fractions) for k in keys[:500]] == \
+        [reference_split(k, fractions) for k in keys[:500]]
 
 
 def test_parse_fractions_normalizes_and_rejects():
@@ -43,9 +82,15 @@ def test_parse_fractions_normalizes_and_rejects():
 
 def test_partition_of_covers_all_partitions():
     keys = [f"dfdc/original/{i}" for i in range(400)]
-    parts = Counter(splits.partition_of(k, 4) for k in keys)
-    assert set(parts) == {0, 1, 2, 3} and min(parts.values()) > 60
+    parts = [splits.partition_of(k, 4) for k in keys]
+    # docs/build_records.md: a hash of the key ("partition/" + key, same SHA-1 rule).
+    assert parts == [int(reference_fraction("partition/" + k) * 4) for k in keys]
+    assert splits.partition_of("ffpp/Deepfakes/519_515", 4) == 2
+    counts = Counter(parts)
+    assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > 60
     assert all(splits.partition_of(k, 1) == 0 for k in keys)
+    with pytest.raises(ValueError, match="num_partitions must be >= 1, got 0"):
+        splits.partition_of("k", 0)
 
 
 # ------------------------------------------------------------------------------------ FF++
@@ -62,6 +107,15 @@ def test_ffpp_mini_official_splits(ffpp_mini):
     }
     assert all(i.compression == "c23" and i.kind == "video" for i in items)
     assert len({i.key for i in items}) == len(items)
+    # The same, read straight from the official files: pair [a, b] -> a, b, a_b and b_a.
+    official = {}
+    for split in ("train", "val", "test"):
+        for a, b in json.loads((ffpp_mini / "splits" / f"{split}.json").read_text()):
+            official.update({a: split, b: split, f"{a}_{b}": split, f"{b}_{a}": split})
+    assert all(i.split == official[i.video_id] for i in items)
+    assert all(i.paths == (str(ffpp_mini / ("original_sequences/youtube" if i.label == 0 else
+                                              f"manipulated_sequences/{i.method}") / "c23/videos"
+                                / f"{i.video_id}.mp4"),) for i in items)
 
 
 def _ffpp_layout(root: Path, pairs, methods=("Deepfakes", "FaceSwap"), compression="c23"):
@@ -90,7 +144,7 @@ def test_ffpp_hash_split_keeps_pairs_together(tmp_path):
     for a, b in pairs:
         group = {split[("original", a)], split[("original", b)],
                  split[("Deepfakes", f"{a}_{b}")], split[("Deepfakes", f"{b}_{a}")]}
-        assert len(group) == 1, (a, b, group)
+        assert group == {reference_split(f"ffpp/{min(a, b)}")}, (a, b, group)
     originals = Counter(split[("original", v)] for pair in pairs for v in pair)
     assert originals["train"] > originals["val"] > 0 and originals["test"] > 0
     # Stable: listing again gives the same splits.
@@ -109,7 +163,9 @@ def test_ffpp_methods_compression_and_dfd(tmp_path):
     methods = Counter(i.method for i in items)
     assert methods == {"original": 2, "FaceShifter": 2, "actors": 1, "DeepFakeDetection": 1}
     dfd = {i.method: i.split for i in items if i.method in ("actors", "DeepFakeDetection")}
-    assert dfd["actors"] == dfd["DeepFakeDetection"]  # same target actor 01
+    # Both by a hash of the target actor 01.
+    assert dfd == {"actors": reference_split("ffpp/actors/01"),
+                   "DeepFakeDetection": reference_split("ffpp/actors/01")}
     assert all(i.compression == "c40" for i in items)
     with pytest.raises(SourceError, match="no FF\\+\\+ videos .* c23"):
         list_items("ffpp", str(tmp_path), compression="c23")
@@ -143,14 +199,14 @@ def test_ffpp_fake_follows_its_pair_when_original_missing(tmp_path):
 
 
 def _held_out(identity: str) -> bool:
-    return splits.stable_fraction(f"celebdf/{identity}") < 0.14 / 0.86
+    return reference_fraction(f"celebdf/{identity}") < 0.14 / 0.86
 
 
 def test_celebdf_test_list_and_identity_holdout(tmp_path):
     ids = [f"id{n}" for n in range(60)]
     held = [i for i in ids if _held_out(i)]
     kept = [i for i in ids if not _held_out(i)]
-    assert held and kept
+    assert held == ["id8", "id12", "id15", "id19", "id22", "id44", "id52", "id57"]  # pinned
     h, k, k2 = held[0], kept[0], kept[1]
     names = {
         "Celeb-real": [f"{h}_0000", f"{k}_0000", f"{k}_0001", f"{k2}_0000"],
@@ -180,7 +236,7 @@ def test_celebdf_test_list_and_identity_holdout(tmp_path):
 
 
 def test_celebdf_real_test_list_labels(shared_data, tmp_path):
-    listed = sources.read_celebdf_test_list(str(shared_data / "celebdf/List_of_testing_videos.txt"))
+    listed = read_celebdf_test_list(str(shared_data / "celebdf/List_of_testing_videos.txt"))
     assert len(listed) == 518
     assert Counter(listed.values()) == {0: 178, 1: 340}  # 1 = real in the file -> label 0
     assert all(label == 1 for name, label in listed.items() if name.startswith("Celeb-synthesis"))
@@ -212,11 +268,10 @@ def test_dfdc_metadata_labels_and_group_splits(tmp_path):
         (directory / "metadata.json").write_text(json.dumps(metadata))
     items = list_items("dfdc", str(tmp_path))
     assert len(items) == 2 * 20 * 3
-    by_id = {i.video_id: i for i in items}
     for item in items:
         assert item.method == ("original" if item.label == 0 else "DFDC")
-        if item.label == 1:
-            assert item.split == by_id[item.group].split  # never straddles
+        real = item.video_id if item.label == 0 else f"r{item.video_id[1:4]}"
+        assert item.split == reference_split(f"dfdc/{real}")  # a fake follows its original
     assert len({i.split for i in items}) == 3
 
 
@@ -254,7 +309,8 @@ def test_folder_hash_split_with_groups_csv(shared_data):
     by_group: dict[str, set] = {}
     for item in items:
         by_group.setdefault(item.group, set()).add(item.split)
-    assert len(by_group) == 300 and all(len(s) == 1 for s in by_group.values())
+    assert len(by_group) == 300
+    assert all(s == {reference_split(f"dfdc_faces/{g}")} for g, s in by_group.items())
     assert {s for v in by_group.values() for s in v} == {"train", "val", "test"}
 
 
@@ -266,6 +322,11 @@ def test_folder_nested_and_colliding_names(tmp_path):
     items = list_items("folder", str(tmp_path))
     assert sorted(i.video_id for i in items) == ["clip.mp4", "clip.png", "method_a/v1",
                                                  "method_a/v2"]
+    # No split folders, no labels.csv: each item is its own group, hashed with the dataset name.
+    assert all(i.split == reference_split(f"folder/{i.video_id}") for i in items)
+    named = list_items("folder", str(tmp_path), dataset="mine")
+    assert all(i.dataset == "mine" and i.split == reference_split(f"mine/{i.video_id}")
+               for i in named)
 
 
 def test_folder_and_root_errors(tmp_path):

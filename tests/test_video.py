@@ -6,14 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mclcr_keras.data.video import (
-    IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    MediaError,
-    read_frames,
-    read_image,
-    sample_indices,
-)
+from mclcr_keras.data import media
+from mclcr_keras.data.video import MediaError, read_frames, read_image, sample_indices
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,10 +46,15 @@ def test_sample_indices_all_frames_and_bad_arguments():
         sample_indices(-1, 30)
 
 
-def test_extension_sets():
-    assert {".mp4", ".avi", ".mov", ".mkv", ".webm"} <= VIDEO_EXTENSIONS
-    assert {".png", ".jpg", ".jpeg"} <= IMAGE_EXTENSIONS
-    assert not VIDEO_EXTENSIONS & IMAGE_EXTENSIONS
+@pytest.mark.parametrize("name,kind", [
+    ("clip.mp4", "video"), ("CLIP.MP4", "video"), ("a/b.c/x.avi", "video"), ("x.mov", "video"),
+    ("x.mkv", "video"), ("x.webm", "video"), ("face.png", "image"), ("face.JPG", "image"),
+    ("face.jpeg", "image"), ("notes.txt", None), ("mp4", None), ("archive.mp4.zip", None),
+    (Path("dir/frame.png"), "image"),
+])
+def test_media_kind(name, kind):
+    assert media.media_kind(name) == kind
+    assert (media.VIDEO, media.IMAGE) == ("video", "image")
 
 
 # ---------------------------------------------------------------------------------------------

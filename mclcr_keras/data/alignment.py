@@ -7,8 +7,10 @@ does the arithmetic (NumPy and OpenCV, no dlib). See ``docs/faces.md``.
 
 Example:
 
->>> matrix = similarity_transform(landmarks, template_points(256, 1.3))
->>> crop = warp_crop(rgb, matrix, 256)
+```python
+matrix = similarity_transform(landmarks, template_points(256, 1.3))  # (5, 2) dlib points
+crop = warp_crop(rgb, matrix, 256)                                   # (256, 256, 3) uint8
+```
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ TEMPLATE_5 = np.array(
     ],
     dtype=np.float64,
 )
+
 
 def template_points(size: int = 256, margin: float = 1.3) -> np.ndarray:
     """The 5 canonical landmark positions in a ``size x size`` crop with the given margin.
@@ -106,7 +109,6 @@ def warp_crop(rgb: np.ndarray, matrix: np.ndarray, size: int,
     return cv2.warpAffine(
         region, local[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=border_mode
     )
-
 
 
 def region_of(rgb: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:

@@ -9,8 +9,10 @@ to the file's row).
 
 Example:
 
->>> frames, sampled, failure = crop_input("video", ["clip.mp4"], FaceAligner(), 30)
->>> index, rgb, box, landmarks = frames[0]
+```python
+frames, sampled, failure = crop_input("video", ["clip.mp4"], FaceAligner(), 30)
+index, rgb, box, landmarks = frames[0]
+```
 """
 
 from __future__ import annotations

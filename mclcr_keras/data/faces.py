@@ -3,7 +3,8 @@
 Pipeline per frame (DESIGN.md "Data" > Faces): dlib's frontal HOG detector finds the face, dlib's
 5-point shape predictor (``shape_predictor_5_face_landmarks.dat`` from ``face-recognition-models``)
 places the eye corners and the base of the nose on the full-resolution frame, and a least-squares
-similarity transform (Umeyama) maps them onto :data:`TEMPLATE_5`, giving a ``size x size`` crop.
+similarity transform (Umeyama) maps them onto the template
+(`mclcr_keras.data.alignment.TEMPLATE_5`), giving a ``size x size`` crop.
 
 The template is the mean position of the 5 landmarks inside dlib's own detection box (measured
 on the FF++ and DFDC faces of ``../shared/data``, made left-right symmetric), so an aligned crop is
@@ -15,11 +16,14 @@ found, doubles the scale until faces of ``min_face`` pixels (default 40) are rea
 the face of the previous frame is first looked for in a window around its old box (cheap).
 
 Example:
-    >>> from mclcr_keras.data.faces import FaceAligner
-    >>> aligner = FaceAligner(size=256)
-    >>> face = aligner(rgb_frame)  # doctest: +SKIP
-    >>> face.image.shape  # doctest: +SKIP
-    (256, 256, 3)
+
+```python
+from mclcr_keras.data.faces import FaceAligner
+
+aligner = FaceAligner(size=256)
+face = aligner(rgb_frame)  # None when the frame has no face
+face.image.shape           # (256, 256, 3)
+```
 """
 
 from __future__ import annotations
@@ -113,9 +117,12 @@ class FaceAligner:
             crop pixels outside the frame.
 
     Example:
-        >>> aligner = FaceAligner(size=256, margin=1.3)
-        >>> face = aligner(rgb)  # doctest: +SKIP
-        >>> next_face = aligner(next_rgb, previous_box=face.box)  # doctest: +SKIP
+
+    ```python
+    aligner = FaceAligner(size=256, margin=1.3)
+    face = aligner(rgb)
+    next_face = aligner(next_rgb, previous_box=face.box)
+    ```
     """
 
     def __init__(

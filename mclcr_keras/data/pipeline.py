@@ -211,9 +211,11 @@ def make_dataset(
 
     Example:
 
-    >>> train = make_dataset("records/ffpp", "train", batch_size=16)
-    >>> model.fit(train, steps_per_epoch=1000, validation_data=make_dataset(
-    ...     "records/ffpp", "val", training=False))
+    ```python
+    train = make_dataset("records/ffpp", "train", batch_size=16)
+    model.fit(train, steps_per_epoch=1000,
+              validation_data=make_dataset("records/ffpp", "val", training=False))
+    ```
     """
     _check_arguments(split, batch_size, training, image_size, balanced, shuffle_buffer,
                      num_parallel_reads)

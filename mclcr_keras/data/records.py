@@ -8,10 +8,10 @@ the scans per class. Local paths and TensorFlow file systems (``gs://`` ...) ali
 
 Example:
 
->>> list_shards("records/ffpp", "val", "fake")[:1]
-['records/ffpp/val/fake-00000-of-00002.tfrecord']
->>> count_records("records/ffpp", "train")
-{'real': 21600, 'fake': 86400}
+```python
+list_shards("records/ffpp", "val", "fake")[:1]  # ['records/ffpp/val/fake-00000-of-00002.tfrecord']
+count_records("records/ffpp", "train")          # {'real': 21600, 'fake': 86400}
+```
 """
 
 from __future__ import annotations
@@ -112,8 +112,9 @@ def scan_shard(path: str | os.PathLike) -> int:
 
     Example:
 
-    >>> scan_shard("records/ffpp/train/real-00000-of-00004.tfrecord")
-    1800
+    ```python
+    scan_shard("records/ffpp/train/real-00000-of-00004.tfrecord")  # 1800
+    ```
     """
     path = os.fspath(path)
     size, mtime_ns = _file_signature(path)
@@ -133,8 +134,9 @@ def list_shards(
 
     Example:
 
-    >>> list_shards("records/ffpp", "val", "fake")[:1]
-    ['records/ffpp/val/fake-00000-of-00002.tfrecord']
+    ```python
+    list_shards("records/ffpp", "val", "fake")[:1]  # ['records/ffpp/val/fake-00000-of-00002...']
+    ```
     """
     split_dir = os.path.join(os.fspath(records_dir), split)
     if not tf.io.gfile.isdir(split_dir):
@@ -163,8 +165,10 @@ def count_records(records_dir: str | os.PathLike, split: str) -> dict[str, int]:
 
     Example:
 
-    >>> counts = count_records("records/ffpp", "train")
-    >>> steps_per_epoch = 2 * counts["fake"] // 16
+    ```python
+    counts = count_records("records/ffpp", "train")
+    steps_per_epoch = 2 * counts["fake"] // 16
+    ```
     """
     counts = dict.fromkeys(schema.LABEL_NAMES, 0)
     for path in list_shards(records_dir, split):

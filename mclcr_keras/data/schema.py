@@ -22,9 +22,13 @@ equal bytes in every process.
 
 Example:
 
+>>> rgb = np.zeros((8, 8, 3), np.uint8)
 >>> blob = encode_example(encode_image(rgb), 1, "000_003", "Deepfakes", "ffpp", 0)
->>> feats = parse_example(tf.constant(blob))
->>> pixels = decode_image(feats["image"])
+>>> feats = parse_example(blob)
+>>> int(feats["label"]), feats["method"].numpy().decode()
+(1, 'Deepfakes')
+>>> tuple(decode_image(feats["image"]).shape)
+(8, 8, 3)
 """
 
 from __future__ import annotations
@@ -106,7 +110,10 @@ def encode_example(
 
     Example:
 
-    >>> blob = encode_example(png_bytes, 0, "000", "original", "ffpp", 12)
+    >>> blob = encode_example(encode_image(np.zeros((4, 4, 3), np.uint8)), 0, "000",
+    ...                       "original", "ffpp", 12)
+    >>> int(parse_example(blob)["frame_index"])
+    12
     """
     if not isinstance(image, (bytes, bytearray)) or not image:
         raise ValueError(f"image must be non-empty encoded bytes, got {type(image).__name__}")
@@ -146,7 +153,8 @@ def encode_image(rgb: np.ndarray, image_format: str = "png", jpeg_quality: int =
 
     Example:
 
-    >>> png = encode_image(np.zeros((256, 256, 3), np.uint8))
+    >>> encode_image(np.zeros((256, 256, 3), np.uint8))[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
     """
     import cv2
 
@@ -177,9 +185,12 @@ def parse_example(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
     Example:
 
-    >>> feats = parse_example(tf.constant(blob))
-    >>> int(feats["label"])
+    >>> blob = encode_example(encode_image(np.zeros((4, 4, 3), np.uint8)), 0, "000",
+    ...                       "original", "ffpp", 12)
+    >>> int(parse_example(blob)["label"])
     0
+    >>> parse_example([blob, blob])["frame_index"].shape.as_list()
+    [2]
     """
     tf = _tf()
     serialized = tf.convert_to_tensor(serialized, dtype=tf.string)
@@ -193,7 +204,9 @@ def decode_image(bytes_tensor: tf.Tensor, channels: int = 3) -> tf.Tensor:
 
     Example:
 
-    >>> pixels = decode_image(feats["image"])  # uint8 (256, 256, 3)
+    >>> pixels = decode_image(encode_image(np.full((6, 4, 3), 7, np.uint8)))
+    >>> pixels.dtype.name, tuple(pixels.shape), int(pixels[0, 0, 0])
+    ('uint8', (6, 4, 3), 7)
     """
     tf = _tf()
     image = tf.io.decode_image(bytes_tensor, channels=channels, dtype=tf.uint8,
@@ -230,7 +243,8 @@ def shard_pattern(records_dir: str | os.PathLike, split: str, label_name: str) -
 
     Example:
 
-    >>> sorted(glob.glob(shard_pattern("records/ffpp", "train", "real")))
+    >>> shard_pattern("records/ffpp", "train", "real")
+    'records/ffpp/train/real-*-of-*.tfrecord'
     """
     if label_name not in LABEL_NAMES:
         raise ValueError(f"label_name must be one of {LABEL_NAMES}, got {label_name!r}")

@@ -6,7 +6,9 @@ the same split on every machine, in every process and in every run.
 Example:
 
 >>> hash_split("dfdc/aaqaifqrwn")            # one of "train", "val", "test"
+'test'
 >>> partition_of("ffpp/Deepfakes/519_515", 4)  # 0..3
+2
 """
 
 from __future__ import annotations

@@ -8,9 +8,13 @@ decodes no frame at all raises :class:`MediaError` with a one-line reason (the c
 to ``failures.csv``).
 
 Example:
-    >>> from mclcr_keras.data.video import read_frames
-    >>> for index, rgb in read_frames("clip.mp4", num_frames=30):  # doctest: +SKIP
-    ...     print(index, rgb.shape)
+
+```python
+from mclcr_keras.data.video import read_frames
+
+for index, rgb in read_frames("clip.mp4", num_frames=30):
+    print(index, rgb.shape)
+```
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import cv2
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
 
 class MediaError(Exception):
     """A video or image that cannot be decoded; ``str(error)`` is a one-line reason.
@@ -143,7 +148,10 @@ def read_frames(
             ends before its reported frame count yields the sampled frames that exist (logged).
 
     Example:
-        >>> frames = dict(read_frames("clip.mp4", 30))  # doctest: +SKIP
+
+    ```python
+    frames = dict(read_frames("clip.mp4", 30))  # {frame_index: rgb}
+    ```
     """
     if num_frames is not None and num_frames < 1:
         raise ValueError(f"num_frames must be >= 1 or None, received {num_frames}")
@@ -206,7 +214,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         MediaError: the file is missing, empty or not a decodable image.
 
     Example:
-        >>> rgb = read_image("face.png")  # doctest: +SKIP
+
+    ```python
+    rgb = read_image("face.png")
+    ```
     """
     path = os.fspath(path)
     if not os.path.exists(path):

@@ -20,9 +20,10 @@ written down in ``docs/build_records.md``.
 
 Example:
 
->>> items = list_items("ffpp", "/data/FaceForensics", splits_dir="/data/FaceForensics/splits")
->>> items[0].key, items[0].split, items[0].label
-('ffpp/Deepfakes/000_003', 'train', 1)
+```python
+items = list_items("ffpp", "/data/FaceForensics", splits_dir="/data/FaceForensics/splits")
+items[0].key, items[0].split, items[0].label  # ('ffpp/Deepfakes/000_003', 'train', 1)
+```
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 Example:
 
->>> info = merge_partitions("records/ffpp", shard_name)
+```python
+info = merge_partitions("records/ffpp", shard_name)  # shard_name: mclcr_keras.data.schema's
+```
 """
 
 from __future__ import annotations

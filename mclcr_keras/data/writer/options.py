@@ -6,8 +6,10 @@ for a bad value before anything is read or written.
 
 Example:
 
->>> options = BuildOptions("folder", root="my_faces", out="records/mine", crop="none")
->>> options.validate()
+```python
+options = BuildOptions("folder", root="my_faces", out="records/mine", crop="none")
+options.validate()  # raises mclcr_keras.errors.UsageError for a bad value
+```
 """
 
 from __future__ import annotations

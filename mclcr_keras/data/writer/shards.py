@@ -21,11 +21,13 @@ TensorFlow is imported only when a shard is opened (the writer runs in the paren
 
 Example:
 
->>> journal = Journal("out/.work")
->>> streams = ShardStreams("out/.work", journal, target_bytes=128 << 20)
->>> streams.add_video("train", "fake", video_row, [(frame_row, serialized_example), ...])
->>> streams.close()
->>> frames, videos, failures, shards = finalize("out", "out/.work", journal, shard_name)
+```python
+journal = Journal("out/.work")
+streams = ShardStreams("out/.work", journal, target_bytes=128 << 20)
+streams.add_video("train", "fake", video_row, [(frame_row, serialized_example), ...])
+streams.close()
+frames, videos, failures, shards = finalize("out", "out/.work", journal, shard_name)
+```
 """
 
 from __future__ import annotations

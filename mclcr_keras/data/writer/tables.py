@@ -14,9 +14,10 @@ The layout is described in ``records/README.md``.
 
 Example:
 
->>> rows = read_csv("records/ffpp/manifest.csv")
->>> rows[0]["shard"]
-'train/fake-00000-of-00001.tfrecord'
+```python
+rows = read_csv("records/ffpp/manifest.csv")
+rows[0]["shard"]  # 'train/fake-00000-of-00001.tfrecord'
+```
 """
 
 from __future__ import annotations
