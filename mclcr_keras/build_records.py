@@ -102,9 +102,6 @@ def command(args) -> int:
     from mclcr_keras.data.writer import build
 
     options = options_from_args(args)
-    # A bad value is reported before TensorFlow's start-up (seconds), as before the refactor.
-    options.validate()
-    cli.import_tensorflow(args.verbose)
     info = build.build(options)
     print(build.summary(info, build.output_dir(options)))
     return cli.EXIT_PARTIAL if build.failed_inputs(info) else cli.EXIT_OK
@@ -112,7 +109,8 @@ def command(args) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mclcr_keras.build_records``; returns the exit status."""
-    return cli.run(build_parser(), command, argv, tensorflow=False,
+    return cli.run(build_parser(), command, argv,
+                   check=lambda args: options_from_args(args).validate(),
                    interrupted="rerun with --resume to finish")
 
 

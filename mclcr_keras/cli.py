@@ -186,6 +186,7 @@ def run(
     command: Callable[[argparse.Namespace], int | None],
     argv: Sequence[str] | None = None,
     *,
+    check: Callable[[argparse.Namespace], None] | None = None,
     tensorflow: bool = True,
     interrupted: str = "",
 ) -> int:
@@ -195,6 +196,8 @@ def run(
         parser: from `make_parser`.
         command: the tool's one library call; returns an exit status (``None`` = 0).
         argv: the arguments (default ``sys.argv[1:]``).
+        check: cheap checks of the arguments (values, inputs, outputs) that raise `UsageError`;
+            run before TensorFlow is imported, so a mistake is reported in a fraction of a second.
         tensorflow: import TensorFlow quietly before the command (tools that use it).
         interrupted: what the user can do after Ctrl-C, appended to ``<tool>: interrupted``.
     """
@@ -215,6 +218,8 @@ def run(
         print(f"{tool}: error: {message}", file=sys.stderr, flush=True)
 
     try:
+        if check is not None:
+            check(args)
         if tensorflow:
             import_tensorflow(verbose)
         status = command(args)

@@ -72,9 +72,22 @@ def command(args) -> None:
     print("wrote " + ", ".join(str(path) for path in written))
 
 
+def check(args) -> None:
+    """The record sets and the model exist (before TensorFlow loads; `evaluate` checks more)."""
+    import os
+
+    from mclcr_keras.errors import UsageError
+
+    for records in args.records:
+        if "://" not in records and not os.path.isdir(records):
+            raise UsageError(f"records directory not found: {records}")
+    if "://" not in args.model and not os.path.exists(args.model):
+        raise UsageError(f"model not found: {args.model}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mclcr_keras.evaluate``; returns the exit status."""
-    return cli.run(build_parser(), command, argv)
+    return cli.run(build_parser(), command, argv, check=check)
 
 
 if __name__ == "__main__":

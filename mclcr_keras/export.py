@@ -61,9 +61,19 @@ def command(args) -> None:
           "-t tensorflow/serving")
 
 
+def check(args) -> None:
+    """The model exists (before TensorFlow loads; `export_model` checks the rest)."""
+    import os
+
+    from mclcr_keras.errors import UsageError
+
+    if not os.path.exists(args.model):
+        raise UsageError(f"model not found: {args.model}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mclcr_keras.export``; returns the exit status."""
-    return cli.run(build_parser(), command, argv)
+    return cli.run(build_parser(), command, argv, check=check)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,16 @@ fsync'ed, renamed over ``path``, and the directory entry fsync'ed, so the rename
 
 Example:
 
->>> write_json("runs/x/state.json", {"epochs_done": 3}, sort_keys=True)
->>> read_json("runs/x/state.json")
-{'epochs_done': 3}
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "state.json")
+>>> write_json(path, {"epochs_done": 3, "best": None}, sort_keys=True)
+>>> print(open(path).read(), end="")
+{
+  "best": null,
+  "epochs_done": 3
+}
+>>> read_json(path)
+{'best': None, 'epochs_done': 3}
 """
 
 from __future__ import annotations

@@ -57,6 +57,10 @@ def build_parser() -> cli.Parser:
     return parser
 
 
+def options_from_args(args) -> PredictOptions:
+    return PredictOptions(**{k: v for k, v in vars(args).items() if k != "verbose"})
+
+
 def main(argv: Sequence[str] | None = None, scorer=None) -> int:
     """Entry point of ``python -m mclcr_keras.predict``; returns the exit status.
 
@@ -68,12 +72,13 @@ def main(argv: Sequence[str] | None = None, scorer=None) -> int:
     from mclcr_keras.inference import predict as scoring
 
     def command(args) -> int:
-        options = PredictOptions(**{k: v for k, v in vars(args).items() if k != "verbose"})
+        options = options_from_args(args)
         results = scoring.predict(options, scorer)
         print(scoring.summary(results, options), flush=True)
         return cli.EXIT_PARTIAL if any(r.error for r in results) else cli.EXIT_OK
 
-    return cli.run(build_parser(), command, argv)
+    return cli.run(build_parser(), command, argv,
+                   check=lambda args: options_from_args(args).validate())
 
 
 if __name__ == "__main__":

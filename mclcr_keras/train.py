@@ -118,6 +118,10 @@ def artifacts(outcome) -> str:
     return "\n".join(lines)
 
 
+def config_from_args(args) -> TrainConfig:
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k != "verbose"})
+
+
 def command_line(argv: Sequence[str]) -> str:
     return " ".join([cli.PROG_PREFIX + "train", *(shlex.quote(str(a)) for a in argv)])
 
@@ -129,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def command(args) -> int:
         from mclcr_keras.training import loop
 
-        config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "verbose"})
+        config = config_from_args(args)
         try:
             outcome = loop.train(config, command_line(argv))
         except loop.TrainingDiverged as error:
@@ -146,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli.EXIT_OK
 
     return cli.run(build_parser(), command, argv,
+                   check=lambda args: config_from_args(args).validate(),
                    interrupted="rerun the same command to resume after the last completed epoch")
 
 

@@ -18,7 +18,8 @@ from mclcr_keras.data.alignment import (
     template_points,
     warp_crop,
 )
-from mclcr_keras.data.faces import Face, FaceAligner, landmark_model_path
+from mclcr_keras.data.faces import Face, FaceAligner
+from mclcr_keras.data.landmark_models import landmark_model_path
 from mclcr_keras.data.video import read_frames, read_image, sample_indices
 
 
@@ -119,7 +120,8 @@ def test_warp_crop_and_region_of_against_numpy(astronaut):
     padded = np.pad(rgb, ((10, 10), (10, 10), (0, 0)), mode="edge")
     np.testing.assert_array_equal(region_of(rgb, -10, -5, 30, 40), padded[5:50, 0:40])
     x1, y1 = rgb.shape[1] + 7, rgb.shape[0] + 3
-    np.testing.assert_array_equal(region_of(rgb, 500, 480, x1, y1), padded[490:y1 + 10, 510:x1 + 10])
+    np.testing.assert_array_equal(region_of(rgb, 500, 480, x1, y1),
+                                  padded[490:y1 + 10, 510:x1 + 10])
     assert region_of(rgb, 20, 10, 60, 30).flags["C_CONTIGUOUS"]
 
 

@@ -29,10 +29,8 @@ face.image.shape           # (256, 256, 3)
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import logging
 import math
-import pathlib
 
 import cv2
 import numpy as np
@@ -46,6 +44,7 @@ from mclcr_keras.data.alignment import (
     warp_crop,
 )
 from mclcr_keras.data.boxes import Box, box_side, center, nearest
+from mclcr_keras.data.landmark_models import landmark_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -71,33 +70,6 @@ class Face:
     image: np.ndarray
     box: Box
     landmarks: np.ndarray
-
-
-def landmark_model_path(points: int = 5) -> pathlib.Path:
-    """Path of dlib's 5- or 68-point shape predictor shipped by ``face-recognition-models``.
-
-    The package is located with ``importlib.util.find_spec`` instead of being imported, because its
-    ``__init__`` needs ``pkg_resources`` (gone from recent setuptools).
-
-    Args:
-        points: 5 or 68.
-
-    Example:
-        >>> landmark_model_path(5).name
-        'shape_predictor_5_face_landmarks.dat'
-    """
-    if points not in (5, 68):
-        raise ValueError(f"points must be 5 or 68, received {points}")
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            "package face-recognition-models is not installed (pip install face-recognition-models)"
-        )
-    name = f"shape_predictor_{points}_face_landmarks.dat"
-    path = pathlib.Path(spec.origin).parent / "models" / name
-    if not path.is_file():
-        raise FileNotFoundError(f"dlib landmark model not found: {path}")
-    return path
 
 
 class FaceAligner:

@@ -6,9 +6,10 @@ file. `model_image_size` reads ``S`` of a ``(None, S, S, 3)`` input.
 
 Example:
 
->>> model = load_model("runs/ffpp/best.keras")
->>> model_image_size(model)
-256
+```python
+model = load_model("runs/ffpp/best.keras")
+size = model_image_size(model)  # 256 for a model of the paper's size
+```
 """
 
 from __future__ import annotations
