@@ -1,4 +1,5 @@
-"""python -m mclcr_keras.evaluate on tiny records written with the schema and a tiny MC-LCR.
+"""python -m mclcr_keras.evaluate (`mclcr_keras.evaluation`) on tiny records written with the
+schema and the shared tiny MC-LCR (`tiny_model_path`, its logit bias centred on these records).
 
 Every number in metrics.json is recomputed here from predictions.csv with scikit-learn and pandas,
 and predictions.csv is checked against the model's own predictions on the images read back from
@@ -10,7 +11,6 @@ import io
 import json
 import os
 
-import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +19,6 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from mclcr_keras import evaluate
 from mclcr_keras.data import schema
-from mclcr_keras.models import build_mclcr
 
 SIZE = 64
 FRAMES = 3
@@ -35,6 +34,9 @@ CELEBDF = [
     ("Celeb-synthesis", 1, ["id0_id1_0000", "id1_id0_0001", "id2_id0_0002"]),
 ]
 KEY = ["dataset", "method", "video_id", "frame_index"]
+# predictions.csv, as docs/evaluation.md lists it.
+PREDICTIONS_CSV_COLUMNS = ["records", "dataset", "method", "video_id", "frame_index", "label",
+                           "probability", "logit"]
 
 
 def _face(rng: np.random.Generator, label: int) -> np.ndarray:
@@ -99,11 +101,14 @@ def records(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, records):
-    """A random 64 px MC-LCR whose logit bias is centred on the test frames, so that both
-    classes of decision occur and ACC is informative."""
-    keras.utils.set_random_seed(0)
-    model = build_mclcr(image_size=SIZE, weights=None, compile=False)
+def tiny_model(tmp_path_factory, records, tiny_model_path):
+    """The shared random 64 px MC-LCR with its logit bias centred on the test frames, so that
+    both classes of decision occur and ACC is informative."""
+    import keras
+
+    import mclcr_keras.models.mclcr  # noqa: F401  (registers the custom classes)
+
+    model = keras.models.load_model(tiny_model_path, compile=False)
     _, images = read_records(records["ffpp"])
     logits = model.predict(images, verbose=0)["logit"].ravel()
     layer = model.get_layer("logit")
@@ -149,7 +154,7 @@ def _eer(labels, scores) -> float:
 @pytest.mark.slow
 def test_predictions_csv_matches_the_model_on_the_records(single_run, tiny_model, records):
     predictions = pd.read_csv(single_run / "predictions.csv", dtype={"video_id": str})
-    assert list(predictions.columns) == list(evaluate.PREDICTION_COLUMNS)
+    assert list(predictions.columns) == PREDICTIONS_CSV_COLUMNS
     expected_frames = sum(len(videos) for _, _, videos in FFPP) * FRAMES
     assert len(predictions) == expected_frames  # the test split only, every frame once
     assert not predictions.duplicated(KEY).any()
@@ -269,8 +274,10 @@ def test_two_record_sets_give_a_cross_dataset_table(cross_run):
     ],
 )
 def test_errors_are_one_line(case, message, tmp_path, records, capsys):
-    # Arguments, records and split are checked before the model is loaded: no model needed.
+    # Arguments, records and split are checked before the model is loaded: a file that is no
+    # model would be reported as such ("could not load Keras model") if it were loaded first.
     model_path = str(tmp_path / "never_loaded.keras")
+    (tmp_path / "never_loaded.keras").write_text("not a model")
     argv = {
         "missing_model": ["--model", str(tmp_path / "nope.keras"), "--records", records["ffpp"]],
         "missing_split": ["--model", model_path, "--records", records["ffpp"], "--split", "train"],
@@ -291,3 +298,19 @@ def test_a_directory_that_is_no_model_is_refused(tmp_path, records, capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert "without saved_model.pb" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_corrupt_shard_is_a_runtime_failure(tmp_path, tiny_model_path, capsys):
+    """Found while scoring (arguments were fine): one line and exit 1, no report."""
+    root = write_records(tmp_path / "records", "ffpp", FFPP[:2], frames=1)
+    shard = os.path.join(root, "test", schema.shard_name("fake", 0, 1))
+    with open(shard, "r+b") as handle:  # damage the first record's data: its CRC fails
+        handle.seek(20)
+        handle.write(b"\x00" * 64)
+    status = evaluate.main(["--model", str(tiny_model_path), "--records", root, "--out",
+                            str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert err.startswith("evaluate: error: ") and len(err.strip().splitlines()) == 1, err
+    assert "corrupt TFRecord shard" in err and "Traceback" not in err
+    assert not (tmp_path / "out" / "metrics.json").exists()

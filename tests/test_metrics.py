@@ -1,4 +1,5 @@
-"""mclcr_keras.metrics against scikit-learn and brute-force NumPy references."""
+"""mclcr_keras.metrics and the protocol built on it (mclcr_keras.evaluation.protocol) against
+scikit-learn, pandas and brute-force NumPy references."""
 
 import logging
 import math
@@ -9,6 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from mclcr_keras import metrics as M
+from mclcr_keras.evaluation import protocol
 
 # ---------------------------------------------------------------- independent references
 
@@ -244,7 +246,10 @@ def test_per_method_without_real_is_nan(caplog):
     assert math.isnan(out["A"]["frame_auc"]) and math.isnan(out["B"]["frame_auc"])
 
 
-# ---------------------------------------------------------------- tables
+# ---------------------------------------------------------------- the protocol's tables
+
+# The columns of a predictions table, as docs/evaluation.md lists them.
+COLUMNS = ["dataset", "method", "video_id", "frame_index", "label", "probability"]
 
 
 def make_predictions(seed=0):
@@ -260,12 +265,12 @@ def make_predictions(seed=0):
                 for f in range(4):
                     prob = float(np.clip(rng.normal(0.35 + 0.3 * label, 0.2), 0, 1))
                     rows.append((dataset, method, vid, f * 10, label, prob))
-    return pd.DataFrame(rows, columns=list(M.PREDICTION_COLUMNS))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def test_evaluate_predictions_matches_direct_computation():
     df = make_predictions()
-    r = M.evaluate_predictions(df)
+    r = protocol.evaluate_predictions(df)
     assert set(r) == {"frame", "video", "per_method", "per_dataset"}
     y, p = df["label"].to_numpy(), df["probability"].to_numpy()
     assert r["frame"]["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
@@ -289,24 +294,25 @@ def test_evaluate_predictions_matches_direct_computation():
 def test_evaluate_predictions_rejects_bad_tables():
     df = make_predictions()
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['probability'\]"):
-        M.evaluate_predictions(df.drop(columns="probability"))
+        protocol.evaluate_predictions(df.drop(columns="probability"))
     with pytest.raises(ValueError, match="more than once"):
-        M.evaluate_predictions(pd.concat([df, df.iloc[:1]]))
+        protocol.evaluate_predictions(pd.concat([df, df.iloc[:1]]))
     with pytest.raises(ValueError, match="empty"):
-        M.evaluate_predictions(df.iloc[:0])
+        protocol.evaluate_predictions(df.iloc[:0])
 
 
 def test_cross_dataset_table():
     df = make_predictions()
     results = {
-        "ffpp": M.evaluate_predictions(df[df["dataset"] == "ffpp"]),
-        "celebdf": M.evaluate_predictions(df[df["dataset"] == "celebdf"]),
+        "ffpp": protocol.evaluate_predictions(df[df["dataset"] == "ffpp"]),
+        "celebdf": protocol.evaluate_predictions(df[df["dataset"] == "celebdf"]),
     }
-    table = M.cross_dataset_table(results)
+    table = protocol.cross_dataset_table(results)
     assert list(table.index) == ["ffpp", "celebdf"]
-    assert list(table.columns[:5]) == list(M.TABLE_COLUMNS)
+    assert list(table.columns) == ["frame_auc", "video_auc", "eer", "ap", "acc", "n_frames",
+                                   "n_videos"]
     assert table.loc["celebdf", "video_auc"] == results["celebdf"]["video"]["auc"]
     assert table.loc["ffpp", "eer"] == results["ffpp"]["frame"]["eer"]
     assert table.loc["ffpp", "n_videos"] == 18
     with pytest.raises(ValueError, match="'x' is not an evaluate_predictions"):
-        M.cross_dataset_table({"x": {"auc": 1.0}})
+        protocol.cross_dataset_table({"x": {"auc": 1.0}})

@@ -1,8 +1,11 @@
-"""`python -m mclcr_keras.predict`: real faces, real and synthetic videos, failures, exit codes.
+"""`python -m mclcr_keras.predict` (`mclcr_keras.inference.predict`): real faces, real and
+synthetic videos, failures, exit codes.
 
-A tiny MC-LCR (64 px, random weights) is saved as `.keras`; the CLI's probabilities are checked
-against the model's own predictions on crops computed independently here (OpenCV reading +
-`FaceAligner` with tracking + `model.predict` + mean), not through `build_records`.
+The shared tiny MC-LCR (`tiny_model_path`: 64 px, random weights) scores the files; the CLI's
+probabilities are checked against the Keras model's own outputs on crops computed here (frames
+read with `read_frames` or OpenCV, one face followed by `track_faces`, the Keras model called
+directly, mean), not through predict's cropper, the scorer or build_records. The export is scored
+by predict in tests/test_export.py.
 """
 
 import json
@@ -12,9 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from mclcr_keras import predict
+from mclcr_keras import cli, predict
+from mclcr_keras.data.crops import track_faces
 from mclcr_keras.data.faces import FaceAligner
 from mclcr_keras.data.video import read_frames
+from mclcr_keras.inference.predict import expand_inputs
 
 SIZE = 64
 FFPP_VIDEO = Path("original_sequences/youtube/c23/videos/004.mp4")
@@ -27,34 +32,29 @@ def _grace_hopper() -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
+def tiny_model(tiny_model_path):
+    """(the shared tiny model loaded by Keras itself, its .keras path)."""
     import keras
 
-    from mclcr_keras.models import build_mclcr
+    import mclcr_keras.models.mclcr  # noqa: F401  (registers the custom classes)
 
-    keras.utils.set_random_seed(7)
-    model = build_mclcr(image_size=SIZE, weights=None, compile=False)
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    model.save(path)
-    return model, str(path)
+    return keras.models.load_model(tiny_model_path, compile=False), str(tiny_model_path)
 
 
 @pytest.fixture(scope="module")
 def scorer(tiny_model):
     """The saved model loaded once, for the tests that do not exercise --model loading itself."""
-    from mclcr_keras.serving import load_scorer
+    from mclcr_keras.inference.scorer import load_scorer
 
     return load_scorer(tiny_model[1])
 
 
 @pytest.fixture(scope="module")
-def media(tmp_path_factory) -> dict[str, str]:
+def media(tmp_path_factory, astronaut) -> dict[str, str]:
     """Real face photos, a synthetic video of one, and three inputs that cannot be scored."""
-    import skimage.data
-
     root = tmp_path_factory.mktemp("media")
-    astronaut = root / "astronaut.png"
-    cv2.imwrite(str(astronaut), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+    astronaut_path = root / "astronaut.png"
+    cv2.imwrite(str(astronaut_path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
 
     # 9 frames of Grace Hopper drifting right and down, on a larger grey canvas.
     face = cv2.imread(_grace_hopper())
@@ -73,7 +73,7 @@ def media(tmp_path_factory) -> dict[str, str]:
     cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 256, (128, 128, 3), np.uint8))
     text = root / "notes.mp4"
     text.write_text("this is not a video\n")
-    return {"grace": _grace_hopper(), "astronaut": str(astronaut), "video": str(video),
+    return {"grace": _grace_hopper(), "astronaut": str(astronaut_path), "video": str(video),
             "noise": str(noise), "text": str(text), "missing": str(root / "missing.jpg")}
 
 
@@ -84,12 +84,8 @@ def reference(model, path: str, frames: int | None) -> dict:
         sampled = [(0, cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB))]
     else:
         sampled = list(read_frames(path, frames))
-    previous, indices, boxes, crops = None, [], [], []
-    for index, rgb in sampled:
-        face = aligner(rgb, previous)
-        if face is None:
-            continue
-        previous = face.box
+    indices, boxes, crops = [], [], []
+    for index, face in track_faces(sampled, aligner):
         indices.append(index)
         boxes.append(list(face.box))
         crops.append(face.image)
@@ -143,7 +139,7 @@ def test_scores_match_the_model_and_failures_are_reported(tiny_model, media, tmp
                             "--threshold", threshold, "--json", out,
                             *[media[k] for k in order]], capsys)
 
-    assert code == predict.EXIT_FAILED_INPUTS == 3, err
+    assert code == cli.EXIT_PARTIAL == 3, err
     assert lines[0].split() == ["FILE", "VERDICT", "P(FAKE)", "SCORED", "FACES/SAMPLED", "STATUS"]
     assert lines[-1] == f"predict: scored 3 of 6 files; 3 failed; JSON report in {out}"
     report = json.loads(out.read_text())
@@ -191,7 +187,7 @@ def test_directory_input_all_scored_exit_zero(tiny_model, scorer, media, tmp_pat
     second.write_bytes(Path(media["astronaut"]).read_bytes())
     (folder / "readme.txt").write_text("not media, ignored inside a directory")
     code, lines, err = run(["--model", model_path, folder], capsys, scorer)
-    assert code == predict.EXIT_OK == 0, err
+    assert code == cli.EXIT_OK == 0, err
     assert [line.split()[0] for line in lines[1:-1]] == [str(first), str(second)]
     assert lines[-1] == "predict: scored 2 of 2 files"
     expected = reference(model, media["astronaut"], None)["probability"]
@@ -214,19 +210,36 @@ def test_crop_none_scores_resized_frames(tiny_model, scorer, tmp_path, capsys):
     assert entry["frame_scores"][0]["box"] == [0, 0, 80, 96]
 
 
-@pytest.mark.slow
-def test_exported_saved_model(tiny_model, media, tmp_path, capsys):
-    export = pytest.importorskip("mclcr_keras.export", reason="mclcr_keras.export not available")
+def test_library_predict_returns_the_results_and_prints_the_table(tiny_model, scorer, tmp_path):
+    import io
+
+    from mclcr_keras.inference.predict import PredictOptions, summary
+    from mclcr_keras.inference.predict import predict as predict_files
+
     model, model_path = tiny_model
-    base = tmp_path / "serving" / "tiny"
-    assert export.main(["--model", model_path, "--out", str(base)]) == 0
-    capsys.readouterr()
-    ref = reference(model, media["video"], 4)
-    out = tmp_path / "export.json"
-    code, lines, err = run(["--model", base, "--frames", 4, "--json", out, media["video"]],
-                           capsys)
-    assert code == 0, err
-    check_scored(json.loads(out.read_text())["files"][0], row(lines, media["video"]), ref, 0.5)
+    crop = np.random.default_rng(2).integers(0, 256, (SIZE, SIZE, 3), np.uint8)
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    options = PredictOptions([str(path), str(tmp_path / "gone.png")], model=model_path,
+                             crop="none", threshold=0.0)
+    stream = io.StringIO()
+    results = predict_files(options, scorer, stream)
+    expected = model(crop[None].astype(np.float32), training=False)["probability"]
+    assert [r.path for r in results] == options.inputs
+    assert results[0].probability == pytest.approx(float(np.asarray(expected)[0, 0]), abs=1e-5)
+    assert results[0].label == "FAKE" and results[0].error is None  # any p > 0 at threshold 0
+    assert results[1].error == "file not found" and results[1].probability is None
+    table = stream.getvalue().splitlines()
+    assert [line.split()[0] for line in table] == ["FILE", str(path), str(tmp_path / "gone.png")]
+    assert summary(results, options) == "predict: scored 1 of 2 files; 1 failed"
+
+
+def test_json_report_folder_must_exist(tmp_path, capsys):
+    (tmp_path / "m.keras").write_text("unused: the report path is checked before loading")
+    report = tmp_path / "no" / "report.json"
+    code, lines, err = run(["--model", tmp_path / "m.keras", "--json", report, "x.png"], capsys)
+    assert code == cli.EXIT_USAGE and lines == []
+    assert err == f"predict: error: --json {report}: folder {report.parent} does not exist\n"
 
 
 def test_bad_model_is_one_line_exit_2(tmp_path, media, capsys):
@@ -236,7 +249,7 @@ def test_bad_model_is_one_line_exit_2(tmp_path, media, capsys):
     empty_dir.mkdir()
     for bad in (tmp_path / "absent.keras", not_a_model, empty_dir):
         code, lines, err = run(["--model", bad, media["grace"]], capsys)
-        assert code == predict.EXIT_ERROR == 2
+        assert code == cli.EXIT_USAGE == 2
         assert lines == []  # nothing scored, no table
         assert err.count("\n") == 1 and err.startswith("predict: error: ")
         assert str(bad) in err and "Traceback" not in err
@@ -256,12 +269,16 @@ def test_bad_arguments(argv, message, tmp_path, capsys):
     assert err == f"predict: error: {message}\n"
 
 
-def test_argparse_errors_are_one_line(capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        predict.main(["--model", "m.keras"])  # no INPUT
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("predict: error: ") and err.count("\n") == 1
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "m.keras"], "the following arguments are required: INPUT"),
+    (["--model", "m.keras", "--crop", "box", "x.png"], "argument --crop: invalid choice: 'box'"),
+    (["--model", "m.keras", "--frames", "many", "x.png"],
+     "argument --frames: invalid int value: 'many'"),
+])
+def test_argparse_errors_are_one_line(argv, message, capsys):
+    code, lines, err = run(argv, capsys)
+    assert code == cli.EXIT_USAGE and lines == []
+    assert err.startswith(f"predict: error: {message}") and err.count("\n") == 1, err
 
 
 def test_expand_inputs(tmp_path):
@@ -270,5 +287,5 @@ def test_expand_inputs(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     (tmp_path / "empty").mkdir()
     d, empty = str(tmp_path / "d"), str(tmp_path / "empty")
-    expanded = predict.expand_inputs([d, "odd.xyz", f"{d}/a.jpg", empty])
+    expanded = expand_inputs([d, "odd.xyz", f"{d}/a.jpg", empty])
     assert expanded == [f"{d}/a.jpg", f"{d}/b.MP4", f"{d}/z/c.png", "odd.xyz", empty]

@@ -1,4 +1,4 @@
-"""ROC plot: a real PNG of the requested size that shows the curves."""
+"""mclcr_keras.viz.roc: a real PNG of the requested size that shows the curves."""
 
 import logging
 
@@ -6,7 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mclcr_keras.plots import roc_curve_plot
+from mclcr_keras import viz
+from mclcr_keras.viz.roc import roc_curve_plot
 
 
 def test_roc_png_written_with_expected_size(tmp_path):
@@ -26,13 +27,20 @@ def test_roc_png_written_with_expected_size(tmp_path):
     # matplotlib's default first colour (C0, #1f77b4, BGR (180,119,31)) draws the first curve.
     c0 = np.all(np.abs(img.astype(int) - [180, 119, 31]) < 30, axis=2)
     assert c0.sum() > 200
+    # ... and the second colour (C1, #ff7f0e, BGR (14, 127, 255)) the second one.
+    c1 = np.all(np.abs(img.astype(int) - [14, 127, 255]) < 30, axis=2)
+    assert c1.sum() > 200
 
 
 def test_roc_single_class_curve_is_listed_not_crashing(tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="mclcr_keras.plots"):
+    with caplog.at_level(logging.WARNING, logger="mclcr_keras.viz.roc"):
         path = roc_curve_plot({"only real": ([0, 0, 0], [0.1, 0.2, 0.3])}, tmp_path / "r.png")
     assert cv2.imread(str(path)).shape == (600, 600, 3)
     assert "single class" in caplog.text
+
+
+def test_roc_is_exported_from_viz():
+    assert viz.roc_curve_plot is roc_curve_plot
 
 
 def test_roc_bad_arguments(tmp_path):

@@ -1,5 +1,6 @@
-"""Paper figures: Fig. 3 arrays against numpy.fft, Fig. 6 maps against the model's taps, Fig. 7
-embeddings against the model on decoded records, PNGs of the expected size, CLI errors."""
+"""Paper figures (mclcr_keras.viz): Fig. 3 arrays against numpy.fft, Fig. 6 maps against the
+model's taps, Fig. 7 embeddings against the model on decoded records, PNGs of the expected size,
+the image helpers, CLI errors (exit 2, one line). The model is the shared `tiny_model_path`."""
 
 import os
 
@@ -9,6 +10,7 @@ import pytest
 
 from mclcr_keras.data import schema
 from mclcr_keras.viz import (
+    align_faces,
     align_pair,
     patch_mosaic,
     patch_spectra_arrays,
@@ -16,6 +18,7 @@ from mclcr_keras.viz import (
     plot_feature_maps,
     plot_patch_spectra,
     plot_tsne,
+    read_rgb,
     records_embeddings,
     stratified_indices,
     summed_feature_maps,
@@ -29,19 +32,15 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 # --------------------------------------------------------------------------- helpers
-def photos() -> list[np.ndarray]:
+@pytest.fixture(scope="module")
+def photos(grace, astronaut) -> list[np.ndarray]:
     """The public-domain face photos shipped with matplotlib and scikit-image (RGB uint8)."""
-    import skimage.data
-    from matplotlib import cbook
-
-    path = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    hopper = cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    return [hopper, np.ascontiguousarray(skimage.data.astronaut())]
+    return [grace, astronaut]
 
 
-def face_crops(size: int) -> list[np.ndarray]:
+def face_crops(photos: list[np.ndarray], size: int) -> list[np.ndarray]:
     """Rough square face regions of the two photos (no detector needed)."""
-    hopper, astronaut = photos()
+    hopper, astronaut = photos
     crops = [hopper[40:340, 90:390], astronaut[20:220, 140:340]]
     return [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops]
 
@@ -125,9 +124,9 @@ def test_patch_mosaic_places_patches_row_major():
         patch_mosaic(spectra, (2, 2))
 
 
-def test_spectra_synthetic_match_numpy_and_residual(tmp_path):
+def test_spectra_synthetic_match_numpy_and_residual(photos, tmp_path):
     rng = np.random.default_rng(0)
-    hopper = photos()[0]
+    hopper = photos[0]
     real = hopper[100:180, 150:246].copy()  # 80 x 96: not square, to catch a transposed tiling
     fake = real.copy()
     fake[20:43, 37:60] = rng.integers(0, 256, (23, 23, 3))  # touches patches (1..2, 2..3)
@@ -213,21 +212,22 @@ def test_spectra_aligned_ffpp_figure(shared_data, tmp_path):
 
 # --------------------------------------------------------------------------- Fig. 6 / 7 model
 @pytest.fixture(scope="module")
-def tiny_model():
-    from mclcr_keras.models import MCLCRConfig, build_mclcr
+def tiny_model(tiny_model_path):
+    """The shared random 64 px MC-LCR, loaded by Keras itself."""
+    import keras
 
-    return build_mclcr(MCLCRConfig.smoke(), compile=False)
+    import mclcr_keras.models.mclcr  # noqa: F401  (registers the custom classes)
+
+    return keras.models.load_model(tiny_model_path, compile=False)
 
 
 @pytest.fixture(scope="module")
-def tiny_model_file(tiny_model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny.keras"
-    tiny_model.save(path)
-    return path
+def tiny_model_file(tiny_model_path):
+    return tiny_model_path
 
 
-def test_feature_maps_match_channel_sums(tiny_model, tmp_path):
-    faces = face_crops(80)  # 80 px: resized to the model's 64 inside
+def test_feature_maps_match_channel_sums(tiny_model, photos, tmp_path):
+    faces = face_crops(photos, 80)  # 80 px: resized to the model's 64 inside
     fake = faces[0].copy()
     fake[20:60, 20:60] = cv2.GaussianBlur(fake[20:60, 20:60], (9, 9), 3)
     images = [faces[0], fake, faces[1]]
@@ -260,10 +260,10 @@ def test_feature_maps_need_an_mclcr_model():
         summed_feature_maps(plain, np.zeros((1, 32, 32, 3)))
 
 
-def write_records(root, split: str = "test") -> dict[str, int]:
+def write_records(root, photos, split: str = "test") -> dict[str, int]:
     """A real/fake split of 64 px faces: 12 original, 10 Deepfakes + 10 FaceSwap (2 shards)."""
     rng = np.random.default_rng(1)
-    faces = face_crops(96)
+    faces = face_crops(photos, 96)
     counts = {"original": 12, "Deepfakes": 10, "FaceSwap": 10}
     shards = {"real": [], "fake": []}
     for method, count in counts.items():
@@ -290,10 +290,10 @@ def write_records(root, split: str = "test") -> dict[str, int]:
     return counts
 
 
-def test_tsne_embeddings_from_records(tiny_model, tmp_path):
+def test_tsne_embeddings_from_records(tiny_model, photos, tmp_path):
     import tensorflow as tf
 
-    counts = write_records(tmp_path / "records")
+    counts = write_records(tmp_path / "records", photos)
     embeddings, methods, labels = records_embeddings(tiny_model, tmp_path / "records", "test",
                                                      max_points=24)
     names, per_method = np.unique(methods, return_counts=True)
@@ -326,8 +326,8 @@ def test_tsne_embeddings_from_records(tiny_model, tmp_path):
         tsne_points(embeddings, perplexity=24)
 
 
-def test_plot_tsne_from_arrays(tiny_model, tmp_path):
-    faces = face_crops(64)
+def test_plot_tsne_from_arrays(tiny_model, photos, tmp_path):
+    faces = face_crops(photos, 64)
     rng = np.random.default_rng(2)
     images = [np.clip(faces[i % 2] + rng.normal(0, 6, faces[0].shape), 0, 255) for i in range(12)]
     methods = ["real", "NeuralTextures", "Face2Face"] * 4
@@ -352,17 +352,17 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def one_line_error(err: str, *fragments: str) -> None:
+def one_line_error(err: str, command: str, *fragments: str) -> None:
     assert "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith("python -m mclcr_keras.viz ")
+    assert lines[0].startswith(f"viz {command}: error: "), lines[0]
     for fragment in fragments:
         assert fragment in lines[0]
 
 
-def test_cli_spectra_and_features(tiny_model_file, tmp_path, capsys):
-    faces = face_crops(96)
+def test_cli_spectra_and_features(tiny_model_file, photos, tmp_path, capsys):
+    faces = face_crops(photos, 96)
     real_path, fake_path = tmp_path / "real.png", tmp_path / "fake.png"
     fake = faces[0].copy()
     fake[32:64, 32:64] = 255 - fake[32:64, 32:64]
@@ -381,8 +381,8 @@ def test_cli_spectra_and_features(tiny_model_file, tmp_path, capsys):
     assert png_shape(out6)[1] > 300
 
 
-def test_cli_tsne(tiny_model_file, tmp_path, capsys):
-    write_records(tmp_path / "records")
+def test_cli_tsne(tiny_model_file, photos, tmp_path, capsys):
+    write_records(tmp_path / "records", photos)
     out = tmp_path / "fig7.png"
     code, stdout, err = run_cli(["tsne", "--model", tiny_model_file, "--records",
                                  tmp_path / "records", "--max-points", "15", "--out", out,
@@ -422,17 +422,44 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     ]
     for argv, fragments in cases:
         code, _, err = run_cli(argv, capsys)
-        assert code == 1, argv
-        one_line_error(err, *fragments)
+        assert code == 2, argv
+        one_line_error(err, argv[0], *fragments)
     assert not os.path.exists(tmp_path / "o.png")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["spectra", "--real", str(image)])
-    assert exit_info.value.code == 2
+    code, out, err = run_cli(["spectra", "--real", image], capsys)  # --fake, --out missing
+    assert code == 2 and out == ""
+    one_line_error(err, "spectra", "the following arguments are required: --fake, --out")
 
 
 def test_cli_tsne_missing_split(tmp_path, capsys):
     (tmp_path / "m.keras").write_bytes(b"")  # never loaded: the split is checked first
     code, _, err = run_cli(["tsne", "--model", tmp_path / "m.keras", "--records", tmp_path,
                             "--split", "val", "--out", tmp_path / "o.png"], capsys)
-    assert code == 1
-    one_line_error(err, "split directory not found", "val")
+    assert code == 2
+    one_line_error(err, "tsne", "split directory not found", "val")
+
+
+# --------------------------------------------------------------------------- image helpers
+def test_read_rgb_is_rgb_and_names_unreadable_files(grace, tmp_path):
+    path = tmp_path / "grace.png"
+    cv2.imwrite(str(path), grace[..., ::-1])  # OpenCV writes BGR
+    image = read_rgb(path)
+    assert image.dtype == np.uint8
+    np.testing.assert_array_equal(image, grace)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"bad.png: .*cannot decode"):
+        read_rgb(tmp_path / "bad.png")
+    with pytest.raises(ValueError, match=r"missing.png: .*file not found"):
+        read_rgb(tmp_path / "missing.png")
+
+
+def test_align_faces_crops_each_face_or_names_the_image(grace, astronaut):
+    from mclcr_keras.data.faces import FaceAligner
+
+    faces = align_faces([grace, astronaut], ["grace", "astronaut"], 64)
+    aligner = FaceAligner(size=64)  # the same detector and alignment, image by image
+    for face, image in zip(faces, (grace, astronaut)):
+        assert face.shape == (64, 64, 3) and face.dtype == np.uint8
+        np.testing.assert_array_equal(face, aligner(image).image)
+    blank = np.full((120, 120, 3), 128, np.uint8)
+    with pytest.raises(ValueError, match=r"^blank: no face found$"):
+        align_faces([grace, blank], ["grace", "blank"], 64)

@@ -17,9 +17,9 @@ Layout written (the ``folder`` source of ``build_records``)::
 Only two identities exist, so the splits share identities (not videos): this is a smoke-test
 dataset for the whole chain, not a benchmark. See ``docs/demo_data.md``.
 
-Example:
+Example (in Python, or the same from the command line)::
 
->>> root = make_demo_folder("demo/faces", videos_per_class=8, frames_per_video=4)  # doctest: +SKIP
+    root = make_demo_folder("demo/faces", videos_per_class=8, frames_per_video=4)
 
     python -m mclcr_keras.demo_data demo/faces --videos-per-class 8 --frames-per-video 4
 """
@@ -209,8 +209,9 @@ def make_demo_folder(
 
     Example:
 
-    >>> make_demo_folder("/tmp/demo", videos_per_class=2, frames_per_video=2)  # doctest: +SKIP
-    PosixPath('/tmp/demo')
+    ```python
+    make_demo_folder("/tmp/demo", videos_per_class=2, frames_per_video=2)   # PosixPath('/tmp/demo')
+    ```
     """
     if videos_per_class < 1:
         raise ValueError(f"videos_per_class must be >= 1, got {videos_per_class}")

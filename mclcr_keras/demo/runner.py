@@ -2,8 +2,10 @@
 
 Example:
 
->>> prepare_out(Path("mclcr_demo"), overwrite=False)
->>> summary = run(Path("mclcr_demo"), QUICK, seed=0)
+```python
+prepare_out(Path("mclcr_demo"), overwrite=False)
+summary = run(Path("mclcr_demo"), QUICK, seed=0)
+```
 """
 
 from __future__ import annotations

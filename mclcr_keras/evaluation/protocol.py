@@ -6,8 +6,16 @@ computes every metric of ``metrics.json`` from it with `mclcr_keras.metrics`, an
 
 Example:
 
+>>> predictions = pd.DataFrame({
+...     "dataset": "ffpp", "method": ["original", "original", "Deepfakes", "Deepfakes"],
+...     "video_id": ["000", "001", "000_003", "001_002"], "frame_index": 0,
+...     "label": [0, 0, 1, 1], "probability": [0.2, 0.6, 0.7, 0.4]})
 >>> result = evaluate_predictions(predictions)
->>> cross_dataset_table({"ffpp": result, "celebdf": other})
+>>> result["frame"]["auc"], result["video"]["n_videos"], sorted(result["per_method"])
+(0.75, 4, ['Deepfakes'])
+>>> table = cross_dataset_table({"ffpp": result})
+>>> list(table.index), float(table.loc["ffpp", "frame_auc"]), int(table.loc["ffpp", "n_frames"])
+(['ffpp'], 0.75, 4)
 """
 
 from __future__ import annotations

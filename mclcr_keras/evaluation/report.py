@@ -71,7 +71,9 @@ def predict_records(scorer, records_dir: str | os.PathLike, split: str, name: st
 
     Example:
 
-    >>> df = predict_records(load_scorer("best.keras"), "records/ffpp", "test", "ffpp")
+    ```python
+    df = predict_records(load_scorer("best.keras"), "records/ffpp", "test", "ffpp")
+    ```
     """
     from tqdm.auto import tqdm
 
@@ -140,8 +142,10 @@ def evaluate(
 
     Example:
 
-    >>> metrics = evaluate("best.keras", ["records/ffpp", "records/celebdf"], "eval")
-    >>> metrics["records"]["celebdf"]["video"]["auc"]
+    ```python
+    metrics = evaluate("best.keras", ["records/ffpp", "records/celebdf"], "eval")
+    metrics["records"]["celebdf"]["video"]["auc"]   # the cross-dataset video AUC
+    ```
     """
     records = [str(r) for r in records]
     if not records:

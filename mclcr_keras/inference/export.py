@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 METADATA_FILE = os.path.join("assets.extra", "mclcr_keras.json")
 
-__all__ = ["METADATA_FILE", "build_archive", "export_model", "next_version"]
+__all__ = ["METADATA_FILE", "build_archive", "compare_export", "export_model", "next_version"]
 
 
 def next_version(base: str | os.PathLike) -> int:
@@ -43,8 +43,9 @@ def next_version(base: str | os.PathLike) -> int:
 
     Example:
 
-    >>> next_version("serving/mclcr")   # holds 1/ and 2/
-    3
+    ```python
+    next_version("serving/mclcr")   # 3 when it holds 1/ and 2/; 1 for a new base
+    ```
     """
     base = Path(base)
     numbers = [int(c.name) for c in base.iterdir() if c.is_dir() and c.name.isdigit()] \
@@ -64,7 +65,9 @@ def build_archive(model):
 
     Example:
 
-    >>> build_archive(model).write_out("serving/mclcr/1")
+    ```python
+    build_archive(model).write_out("serving/mclcr/1")
+    ```
     """
     import keras
     import tensorflow as tf
@@ -141,8 +144,9 @@ def export_model(
 
     Example:
 
-    >>> export_model("runs/ffpp/best.keras", "serving/mclcr")
-    PosixPath('serving/mclcr/1')
+    ```python
+    export_model("runs/ffpp/best.keras", "serving/mclcr")   # PosixPath('serving/mclcr/1')
+    ```
     """
     model_path = Path(model_path)
     out = Path(out)
@@ -194,7 +198,14 @@ def compare_export(version_dir: str | os.PathLike, model_path: str | os.PathLike
         crops: ``(B, S, S, 3)`` uint8 aligned face crops; the bytes signature gets their PNGs.
 
     Returns:
-        ``(signature names, {signature: max |probability difference| against the Keras model}``.
+        ``(signature names, {signature: max |probability difference| against the Keras model})``.
+
+    Example:
+
+    ```python
+    names, differences = compare_export("serving/mclcr/1", "runs/ffpp/best.keras", crops)
+    names, differences   # (['serving_bytes', 'serving_default'], {'serving_default': 6e-08, ...})
+    ```
     """
     import numpy as np
     import tensorflow as tf

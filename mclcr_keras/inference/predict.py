@@ -11,9 +11,10 @@ The JSON report is described in ``docs/predict.md``.
 
 Example:
 
->>> results = predict(PredictOptions(["clip.mp4", "face.jpg"], model="runs/ffpp/best.keras"))
->>> results[0].label, round(results[0].probability, 3)
-('FAKE', 0.912)
+```python
+results = predict(PredictOptions(["clip.mp4", "face.jpg"], model="runs/ffpp/best.keras"))
+results[0].label, round(results[0].probability, 3)   # ('FAKE', 0.912)
+```
 """
 
 from __future__ import annotations
@@ -127,8 +128,9 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
     as failed) when it holds none. Duplicates are dropped, first occurrence kept.
 
     Example:
-        >>> expand_inputs(["clip.mp4", "missing.png"])
-        ['clip.mp4', 'missing.png']
+
+    >>> expand_inputs(["clip.mp4", "missing.png", "clip.mp4"])   # files are kept, once each
+    ['clip.mp4', 'missing.png']
     """
     paths: list[str] = []
     for item in inputs:

@@ -16,8 +16,10 @@ probability and the logit, one float32 per image.
 
 Example:
 
->>> scorer = load_scorer("runs/ffpp/best.keras")            # or "serving/mclcr"
->>> probabilities, logits = scorer.predict(faces)           # faces: (B, S, S, 3) in [0, 255]
+```python
+scorer = load_scorer("runs/ffpp/best.keras")            # or "serving/mclcr"
+probabilities, logits = scorer.predict(faces)           # faces: (B, S, S, 3) in [0, 255]
+```
 """
 
 from __future__ import annotations
@@ -71,7 +73,10 @@ def decode_images(images_bytes: tf.Tensor, image_size: int) -> tf.Tensor:
 
     Example:
 
-    >>> pixels = decode_images(tf.constant([png_bytes]), 256)   # (1, 256, 256, 3) float32
+    >>> png = schema.encode_image(np.full((32, 32, 3), 200, np.uint8))
+    >>> pixels = decode_images(tf.constant([png, png]), 16)   # resized from 32 px
+    >>> pixels.shape, pixels.dtype.name, round(float(pixels[0, 0, 0, 0]), 3)
+    (TensorShape([2, 16, 16, 3]), 'float32', 200.0)
     """
 
     def decode_one(encoded: tf.Tensor) -> tf.Tensor:
@@ -102,8 +107,9 @@ def saved_model_versions(base: str | os.PathLike) -> list[int]:
 
     Example:
 
-    >>> saved_model_versions("serving/mclcr")
-    [1, 2]
+    ```python
+    saved_model_versions("serving/mclcr")   # [1, 2]: 1/ and 2/ hold a saved_model.pb
+    ```
     """
     base = Path(base)
     if not base.is_dir():
@@ -161,7 +167,9 @@ class Scorer(abc.ABC):
 
         Example:
 
-        >>> probabilities, logits = scorer.predict(np.zeros((2, 256, 256, 3), np.uint8))
+        ```python
+        probabilities, logits = scorer.predict(np.zeros((2, 256, 256, 3), np.uint8))
+        ```
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -267,9 +275,10 @@ def load_scorer(path: str | os.PathLike) -> Scorer:
 
     Example:
 
-    >>> scorer = load_scorer("serving/mclcr")
-    >>> scorer.kind, scorer.image_size
-    ('saved_model', 256)
+    ```python
+    scorer = load_scorer("serving/mclcr")
+    scorer.kind, scorer.image_size   # ('saved_model', 256)
+    ```
     """
     path = Path(path)
     if not path.exists():

@@ -12,10 +12,13 @@ and the global pyplot state is untouched. The command line is ``python -m mclcr_
 
 Example:
 
->>> from mclcr_keras.viz import plot_patch_spectra, plot_feature_maps, plot_tsne
->>> plot_patch_spectra(real_frame, fake_frame, "fig3.png", align=True)  # doctest: +SKIP
->>> plot_feature_maps(model, [real_face, fake_face], "fig6.png")  # doctest: +SKIP
->>> plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=1000)  # doctest: +SKIP
+```python
+from mclcr_keras.viz import plot_feature_maps, plot_patch_spectra, plot_tsne
+
+plot_patch_spectra(real_frame, fake_frame, "fig3.png", align=True)
+plot_feature_maps(model, [real_face, fake_face], "fig6.png")
+plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=1000)
+```
 """
 
 from mclcr_keras.viz._common import align_faces, load_model, read_rgb

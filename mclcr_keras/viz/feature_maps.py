@@ -8,8 +8,10 @@ manipulated region.
 
 Example:
 
->>> maps = summed_feature_maps(model, faces)  # doctest: +SKIP
->>> plot_feature_maps(model, faces, "fig6.png", titles=["real", "Deepfakes"])  # doctest: +SKIP
+```python
+maps = summed_feature_maps(model, faces)
+plot_feature_maps(model, faces, "fig6.png", titles=["real", "Deepfakes"])
+```
 """
 
 from __future__ import annotations
@@ -57,10 +59,11 @@ def summed_feature_maps(
 
     Example:
 
-    >>> model = build_mclcr(image_size=64, weights=None)  # doctest: +SKIP
-    >>> maps = summed_feature_maps(model, faces)  # doctest: +SKIP
-    >>> maps["b1"].shape  # doctest: +SKIP
-    (2, 29, 29)
+    ```python
+    model = build_mclcr(image_size=64, weights=None)
+    maps = summed_feature_maps(model, faces)   # two faces
+    maps["b1"].shape                           # (2, 29, 29)
+    ```
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, received {batch_size!r}")
@@ -98,8 +101,10 @@ def feature_maps_figure(
 
     Example:
 
-    >>> maps = summed_feature_maps(model, faces)  # doctest: +SKIP
-    >>> fig = feature_maps_figure(maps, ["real", "fake"])  # doctest: +SKIP
+    ```python
+    maps = summed_feature_maps(model, faces)
+    fig = feature_maps_figure(maps, ["real", "fake"])
+    ```
     """
     images = maps["images"]
     blocks = [key for key in BLOCKS if key in maps]
@@ -179,7 +184,9 @@ def plot_feature_maps(
 
     Example:
 
-    >>> plot_feature_maps(model, [real, fake], "fig6.png", ["real", "fake"])  # doctest: +SKIP
+    ```python
+    plot_feature_maps(model, [real, fake], "fig6.png", ["real", "fake"])
+    ```
     """
     count = len(images)
     if titles is not None and len(titles) != count:

@@ -2,7 +2,9 @@
 
 Example:
 
->>> roc_curve_plot({"FF++ c23": (labels, probs)}, "runs/eval/roc.png")  # doctest: +SKIP
+```python
+roc_curve_plot({"FF++ c23": (labels, probs)}, "runs/eval/roc.png")
+```
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def roc_curve_plot(
 
     Example:
 
-    >>> roc_curve_plot({"test": ([0, 1, 0, 1], [0.1, 0.8, 0.3, 0.6])}, "roc.png")  # doctest: +SKIP
+    ```python
+    roc_curve_plot({"test": ([0, 1, 0, 1], [0.1, 0.8, 0.3, 0.6])}, "roc.png")
+    ```
     """
     if not curves:
         raise ValueError("roc_curve_plot needs at least one curve, got none")

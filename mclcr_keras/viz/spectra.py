@@ -12,8 +12,10 @@ patch is identical in the two images its residual is exactly zero.
 
 Example:
 
->>> spectra = patch_spectra_arrays(real_rgb, fake_rgb, patch_size=16)  # doctest: +SKIP
->>> plot_patch_spectra(real_rgb, fake_rgb, "fig3.png", align=True)  # doctest: +SKIP
+```python
+spectra = patch_spectra_arrays(real_rgb, fake_rgb, patch_size=16)
+plot_patch_spectra(real_rgb, fake_rgb, "fig3.png", align=True)
+```
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def align_pair(
 
     Example:
 
-    >>> real_crop, fake_crop = align_pair(real_frame, fake_frame)  # doctest: +SKIP
+    ```python
+    real_crop, fake_crop = align_pair(real_frame, fake_frame)
+    ```
     """
     from mclcr_keras.data.faces import FaceAligner
 
@@ -194,7 +198,9 @@ def patch_spectra_figure(
 
     Example:
 
-    >>> fig = patch_spectra_figure(patch_spectra_arrays(real, fake))  # doctest: +SKIP
+    ```python
+    fig = patch_spectra_figure(patch_spectra_arrays(real, fake))
+    ```
     """
     from matplotlib.colors import Normalize, PowerNorm
     from matplotlib.ticker import MaxNLocator
@@ -309,7 +315,9 @@ def plot_patch_spectra(
 
     Example:
 
-    >>> plot_patch_spectra(real_frame, fake_frame, "fig3.png", align=True)  # doctest: +SKIP
+    ```python
+    plot_patch_spectra(real_frame, fake_frame, "fig3.png", align=True)
+    ```
     """
     check_patch_size(patch_size)
     if align:

@@ -7,8 +7,10 @@ thread), with perplexity ``min(30, (n - 1) / 3)`` so that small sets work too.
 
 Example:
 
->>> plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=1000)  # doctest: +SKIP
->>> plot_tsne(model, (faces, methods), "fig7.png")  # doctest: +SKIP
+```python
+plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=1000)
+plot_tsne(model, (faces, methods), "fig7.png")
+```
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ def embed(model, images: np.ndarray, batch_size: int = 32, key: str = FEATURE) -
 
     Example:
 
-    >>> embed(model, faces).shape  # doctest: +SKIP
-    (8, 1024)
+    ```python
+    embed(model, faces).shape   # (8, 1024) for 8 faces
+    ```
     """
     extractor = feature_extractor(model, (key,))
     batch = stack_images(images, model_image_size(model))
@@ -114,7 +117,9 @@ def records_embeddings(
 
     Example:
 
-    >>> emb, methods, labels = records_embeddings(model, "records/ffpp")  # doctest: +SKIP
+    ```python
+    emb, methods, labels = records_embeddings(model, "records/ffpp")
+    ```
     """
     from mclcr_keras.data.pipeline import make_dataset
 
@@ -242,7 +247,9 @@ def tsne_figure(points: np.ndarray, methods: Sequence[str], labels: Sequence[int
 
     Example:
 
-    >>> fig = tsne_figure(points, ["original", "Deepfakes", ...])  # doctest: +SKIP
+    ```python
+    fig = tsne_figure(points, ["original", "Deepfakes", ...])
+    ```
     """
     points = np.asarray(points, np.float64)
     methods = np.asarray([_as_str(m) for m in methods])
@@ -305,7 +312,9 @@ def plot_tsne(
 
     Example:
 
-    >>> plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=500)  # doctest: +SKIP
+    ```python
+    plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=500)
+    ```
     """
     import tensorflow as tf
 
