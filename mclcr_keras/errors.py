@@ -15,7 +15,7 @@ class UsageError(Exception):
 
 
 def op_error_summary(message: str, limit: int = 400) -> str:
-    """The informative line of a TensorFlow runtime error (`tf.errors.OpError.message`).
+    r"""The informative line of a TensorFlow runtime error (`tf.errors.OpError.message`).
 
     Graph errors read "Graph execution error:", "Detected at node ... defined at", an indented
     stack, and only then the description (e.g. "assertion failed: [corrupt TFRecord shard] ...").
