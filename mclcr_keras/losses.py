@@ -62,6 +62,7 @@ def supervised_contrastive_loss(
         float32 tensor `(A,)`, the loss of each anchor.
 
     Example:
+        >>> import numpy as np
         >>> z = keras.ops.normalize(np.random.randn(8, 128).astype("float32"), axis=-1)
         >>> per_anchor = supervised_contrastive_loss(np.array([0, 1] * 4), z)
         >>> tuple(per_anchor.shape)  # keras.ops.mean(per_anchor) equals SupContrast's loss
@@ -145,6 +146,7 @@ class SupConLoss(keras.losses.Loss):
         **kwargs: `keras.losses.Loss` arguments (`reduction`, `dtype`).
 
     Example:
+        >>> import numpy as np
         >>> loss = SupConLoss(temperature=0.1)
         >>> z = keras.ops.normalize(np.random.randn(16, 128).astype("float32"), axis=-1)
         >>> value = loss(np.array([0, 1] * 8), z)  # scalar float32 tensor

@@ -1,9 +1,11 @@
 """AmpPhaseCrossAttention: basics, bad arguments, NumPy multi-head attention with its weights."""
 
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from references import cross_attention
 
 from mclcr_keras.layers import AmpPhaseCrossAttention
 
@@ -14,44 +16,6 @@ def _randomise_weights(layer, seed: int) -> None:
     layer.set_weights(
         [rng.normal(scale=0.5, size=w.shape).astype(np.float32) for w in layer.get_weights()]
     )
-
-
-def numpy_layer_norm(x, norm) -> np.ndarray:
-    mean = x.mean(axis=-1, keepdims=True)
-    var = x.var(axis=-1, keepdims=True)
-    gamma, beta = (np.asarray(w, np.float64) for w in (norm.gamma, norm.beta))
-    return (x - mean) / np.sqrt(var + norm.epsilon) * gamma + beta
-
-
-def numpy_multi_head_attention(query, value, mha) -> np.ndarray:
-    """Scaled dot-product attention per head, from the Keras sublayer's kernels and biases."""
-
-    def project(x, dense):
-        kernel, bias = (np.asarray(w, np.float64) for w in (dense.kernel, dense.bias))
-        return np.einsum("bnd,dhk->bnhk", x, kernel) + bias
-
-    q = project(query, mha.query_dense)
-    k = project(value, mha.key_dense)
-    v = project(value, mha.value_dense)
-    scores = np.einsum("bqhk,bmhk->bhqm", q, k) / np.sqrt(q.shape[-1])
-    scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    probs = scores / scores.sum(axis=-1, keepdims=True)
-    context = np.einsum("bhqm,bmhv->bqhv", probs, v)
-    kernel, bias = (np.asarray(w, np.float64) for w in (mha.output_dense.kernel,
-                                                         mha.output_dense.bias))
-    return np.einsum("bqhv,hvd->bqd", context, kernel) + bias
-
-
-def numpy_cross_attention(amplitude, phase, layer):
-    amplitude = amplitude.astype(np.float64)
-    phase = phase.astype(np.float64)
-    amplitude_normed = numpy_layer_norm(amplitude, layer.amplitude_norm)
-    phase_normed = numpy_layer_norm(phase, layer.phase_norm)
-    at = amplitude + numpy_multi_head_attention(
-        phase_normed, amplitude_normed, layer.amplitude_attention
-    )
-    pt = phase + numpy_multi_head_attention(amplitude_normed, phase_normed, layer.phase_attention)
-    return at, pt
 
 
 def _inputs(seed: int, shape=(2, 6, 16)):
@@ -153,7 +117,7 @@ def test_matches_numpy_cross_attention(num_heads, key_dim):
     layer([amplitude, phase])
     _randomise_weights(layer, 3)
     at, pt = layer([amplitude, phase])
-    expected_at, expected_pt = numpy_cross_attention(amplitude, phase, layer)
+    expected_at, expected_pt = cross_attention(amplitude, phase, layer)
     np.testing.assert_allclose(np.asarray(at), expected_at, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(np.asarray(pt), expected_pt, rtol=1e-5, atol=1e-5)
     # The two streams really attend across modalities: swapping the inputs changes both outputs.
@@ -161,20 +125,15 @@ def test_matches_numpy_cross_attention(num_heads, key_dim):
     assert not np.allclose(np.asarray(swapped_at), np.asarray(pt))
 
 
-def test_mixed_bfloat16_policy_reaches_the_sublayers():
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        layer = AmpPhaseCrossAttention(num_heads=4)
-        at, pt = layer(_inputs(5))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+def test_mixed_bfloat16_policy_reaches_the_sublayers(mixed_bfloat16):
+    amplitude, phase = _inputs(5)
+    layer = AmpPhaseCrossAttention(num_heads=4)
+    at, pt = layer([amplitude, phase])
     assert at.dtype == tf.bfloat16 and pt.dtype == tf.bfloat16
     assert layer.amplitude_attention.compute_dtype == "bfloat16"
     assert all(w.dtype == "float32" for w in layer.weights)
-    reference = AmpPhaseCrossAttention(num_heads=4, dtype="float32")
-    reference(_inputs(5))
-    reference.set_weights(layer.get_weights())
-    np.testing.assert_allclose(
-        np.asarray(tf.cast(at, tf.float32)), np.asarray(reference(_inputs(5))[0]), atol=0.1
-    )
+    # bfloat16 keeps 8 bits of mantissa: about 2 significant digits of outputs of order 1-3.
+    expected_at, expected_pt = cross_attention(amplitude, phase, layer)
+    for got, expected in ((at, expected_at), (pt, expected_pt)):
+        got = np.asarray(tf.cast(got, tf.float32))
+        np.testing.assert_allclose(got, expected, rtol=2e-2, atol=5e-2)

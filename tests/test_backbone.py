@@ -1,5 +1,6 @@
 """Xception taps found by structure; weight loading (ImageNet offline, local .h5 files)."""
 
+
 import h5py
 import keras
 import numpy as np
@@ -11,18 +12,21 @@ from mclcr_keras.models import BackboneWeightsError, build_backbone
 from mclcr_keras.models.backbone import TAP_CHANNELS
 
 
-def _tap_signature(model):
-    """(producing layer class, output shape) of each tap: independent of layer names."""
-    out = model(np.zeros((1, 96, 96, 3), "float32"))
-    return {key: tuple(value.shape) for key, value in out.items()}
+def _tap_values(model, images):
+    return {key: keras.ops.convert_to_numpy(value) for key, value in model(images).items()}
 
 
 def _add_names(model):
     return [layer.name for layer in model.layers if isinstance(layer, keras.layers.Add)]
 
 
-def test_taps_shapes_and_channels_at_paper_size():
-    model = build_backbone(weights=None)
+@pytest.fixture(scope="module")
+def backbone():
+    return build_backbone(weights=None)
+
+
+def test_taps_shapes_and_channels_at_paper_size(backbone):
+    model = backbone
     channels = {key: t.shape[-1] for key, t in model.output.items()}
     assert channels == {**TAP_CHANNELS, "global": 2048}
     out = model(np.zeros((1, 256, 256, 3), "float32"))
@@ -32,8 +36,8 @@ def test_taps_shapes_and_channels_at_paper_size():
     assert tuple(out["global"].shape) == (1, 8, 8, 2048)
 
 
-def test_taps_are_post_relu_block_outputs():
-    model = build_backbone(weights=None)
+def test_taps_are_post_relu_block_outputs(backbone):
+    model = backbone
     out = model(np.random.default_rng(0).uniform(-1, 1, (1, 96, 96, 3)).astype("float32"))
     for key in ("b1", "b2", "b3", "global"):
         values = np.asarray(out[key])
@@ -54,7 +58,13 @@ def test_building_twice_gives_the_same_taps_although_add_names_change():
             "b3": "block4_sepconv1_act",
             "global": "block14_sepconv2_act",
         }
-    assert _tap_signature(first) == _tap_signature(second)
+    # Same weights, same taps: the values agree (a tap on another layer of the same shape would
+    # not).
+    second.set_weights(first.get_weights())
+    images = np.random.default_rng(2).uniform(-1, 1, (1, 96, 96, 3)).astype("float32")
+    expected = _tap_values(first, images)
+    for key, values in _tap_values(second, images).items():
+        np.testing.assert_array_equal(values, expected[key], err_msg=key)
 
 
 def test_block13_global_feature_is_the_residual_sum_feeding_block14():
@@ -84,32 +94,54 @@ def test_imagenet_download_failure_is_one_line_error(monkeypatch, tmp_path):
         build_backbone(weights="imagenet")
     message = str(info.value)
     assert "\n" not in message
-    assert "weights=None" in message and "--weights none" in message and ".h5" in message
-    assert isinstance(info.value, ValueError)
+    assert message.startswith("Could not download the ImageNet weights of Xception (")
+    # The cause (Keras' download error for the unreachable address) is quoted, shortened ...
+    assert "http://127.0.0.1:9/xception_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
+    # ... and the remedies are named: no weights, or a local copy of that file.
+    assert "use weights=None (`--weights none`)" in message
+    assert "local Xception .h5 weights file" in message
+    assert message.endswith("(xception_weights_tf_dim_ordering_tf_kernels_notop.h5).")
+    assert len(message) < 500
+    # Raised `from None`: the report is this one line, not Keras' chained traceback.
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_missing_weights_file_is_one_line_error(tmp_path):
     missing = str(tmp_path / "nope.h5")
-    with pytest.raises(BackboneWeightsError, match="not found") as info:
+    with pytest.raises(BackboneWeightsError) as info:
         build_backbone(weights=missing)
-    assert "\n" not in str(info.value) and missing in str(info.value)
+    assert str(info.value) == (
+        f"Xception weights file not found: {missing!r}; use weights='imagenet', weights=None "
+        "(`--weights none`) or the path of an existing .h5 file."
+    )
 
 
 def test_corrupt_weights_file_is_one_line_error(tmp_path):
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not an hdf5 file")
-    with pytest.raises(BackboneWeightsError, match="Could not load") as info:
+    with pytest.raises(BackboneWeightsError) as info:
         build_backbone(weights=str(bad))
-    assert "\n" not in str(info.value)
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 500
+    assert message.startswith(f"Could not load Xception weights from {str(bad)!r} (")
+    assert message.endswith("expected Xception (include_top=False) weights in Keras .h5 format.")
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
-@pytest.mark.parametrize("filename", ["xception.weights.h5", "xception_notop.h5"])
-def test_local_weights_file_is_loaded(tmp_path, filename):
+@pytest.fixture(scope="module")
+def random_xception():
+    """Xception (include_top=False) with random normal weights, none of them Keras' init."""
     source = keras.applications.Xception(
         include_top=False, weights=None, input_shape=(None, None, 3)
     )
     rng = np.random.default_rng(1)
     source.set_weights([rng.normal(size=w.shape).astype("float32") for w in source.weights])
+    return source
+
+
+@pytest.mark.parametrize("filename", ["xception.weights.h5", "xception_notop.h5"])
+def test_local_weights_file_is_loaded(tmp_path, filename, random_xception):
+    source = random_xception
     path = tmp_path / filename
     if filename.endswith(".weights.h5"):
         source.save_weights(path)  # Keras 3 format

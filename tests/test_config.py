@@ -2,10 +2,13 @@
 
 import dataclasses
 import json
+import subprocess
+import sys
 
 import pytest
 
 from mclcr_keras.models import VARIANTS, MCLCRConfig
+from mclcr_keras.models.config import SUPCON_DENOMINATORS
 
 
 def test_paper_defaults():
@@ -78,7 +81,8 @@ def test_weights_none_string_and_local_path():
         ({"dropout": 1.0}, "dropout must be in [0, 1); got 1.0"),
         ({"alpha": -0.1}, "alpha must be in [0, 1]; got -0.1"),
         ({"temperature": 0}, "temperature must be a positive number; got 0"),
-        ({"supcon_denominator": "pos"}, "supcon_denominator must be one of"),
+        ({"supcon_denominator": "pos"},
+         "supcon_denominator must be one of ('all', 'negatives'); got 'pos'"),
         ({"global_feature": "block12"}, "got 'block12'"),
         ({"variant": "full"}, "variant must be one of"),
         ({"weights": "xception.ckpt"}, "got 'xception.ckpt'"),
@@ -100,3 +104,23 @@ def test_invalid_values_raise_one_line_value_error(changes, fragment):
 def test_unknown_field_in_dict():
     with pytest.raises(ValueError, match=r"Unknown MCLCRConfig field\(s\): \['depth'\]"):
         MCLCRConfig.from_dict({"depth": 3})
+
+
+def test_variants_and_denominators():
+    assert VARIANTS == ("mclcr", "no_ssrb", "no_papda", "no_supcon", "baseline")
+    assert SUPCON_DENOMINATORS == ("all", "negatives")
+    for denominator in SUPCON_DENOMINATORS:
+        assert MCLCRConfig(supcon_denominator=denominator).supcon_denominator == denominator
+
+
+def test_config_imports_no_tensorflow():
+    """TF-free tools (build_records, the option checks of train) read the config module."""
+    code = ("import sys\n"
+            "from mclcr_keras.models import VARIANTS, MCLCRConfig\n"
+            "from mclcr_keras.models.config import SUPCON_DENOMINATORS\n"
+            "MCLCRConfig.smoke().to_dict()\n"
+            "heavy = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
-"""MirroredStrategy on two logical CPUs gives the single-device step (loss, logs, new weights).
+"""MirroredStrategy on two logical CPUs gives the single-device step (loss, logs, new weights),
+and SupCon contrasts every replica's anchors with the whole global batch (NumPy reference).
 
 Logical devices must be configured before TensorFlow initialises its devices, so the comparison
 runs in a fresh interpreter: this file doubles as the worker script (`python test_distribute.py
@@ -26,8 +27,8 @@ def _worker(out_path: str) -> None:
     )
     import keras
     import numpy as np
+    from references import supcon  # tests/ is sys.path[0]: this file runs as a script
 
-    from mclcr_keras.losses import SupConLoss
     from mclcr_keras.models import MCLCRConfig, build_mclcr
 
     keras.utils.set_random_seed(7)
@@ -45,14 +46,15 @@ def _worker(out_path: str) -> None:
         return {k: float(history.history[k][0]) for k in LOG_KEYS}, before, after
 
     single = build_mclcr(config, compile=False)
-    single.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05))
+    # The single-device reference step runs eagerly (no trace of a second training graph); the
+    # mirrored step below runs as a tf.function, the graph that distributed training uses.
+    single.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), run_eagerly=True)
     initial = single.get_weights()
     # What SupCon would be if each replica only contrasted its own half (training-mode forward;
     # it moves the BatchNorm statistics, hence the reset).
-    z = single(images, training=True)["embedding"]
-    supcon = SupConLoss(temperature=config.temperature)
-    per_half = [float(supcon(labels[h : h + 4], z[h : h + 4])) for h in (0, 4)]
-    whole = float(supcon(labels, z))
+    z = keras.ops.convert_to_numpy(single(images, training=True)["embedding"])
+    per_half = [supcon(z[h : h + 4], labels[h : h + 4], config.temperature) for h in (0, 4)]
+    whole = supcon(z, labels, config.temperature)
     single.set_weights(initial)
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

@@ -1,56 +1,13 @@
 """SupConLoss against a NumPy port of the SupContrast reference and the paper's Eq. 13."""
 
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from references import supcon, supcon_eq13, supcon_eq13_per_anchor, supcon_per_anchor
 
 from mclcr_keras.losses import SupConLoss, supervised_contrastive_loss
-
-
-def reference_supcon(features, labels, temperature, base_temperature):
-    """NumPy port of SupContrast `losses.py` (HobbitLong, master), contrast_mode='all'.
-
-    `features` is (bsz, n_views, dim). Anchors without a positive get a denominator of 1
-    (`torch.where(mask_pos_pairs < 1e-6, 1, mask_pos_pairs)`), hence a loss of 0, and the
-    result is the mean over all anchors.
-    """
-    features = features.astype(np.float64)
-    batch_size, n_views = features.shape[:2]
-    labels = np.asarray(labels).reshape(-1, 1)
-    mask = (labels == labels.T).astype(np.float64)
-    contrast_feature = np.concatenate([features[:, v] for v in range(n_views)], axis=0)
-    anchor_feature, anchor_count = contrast_feature, n_views
-    anchor_dot_contrast = anchor_feature @ contrast_feature.T / temperature
-    logits = anchor_dot_contrast - anchor_dot_contrast.max(axis=1, keepdims=True)
-    mask = np.tile(mask, (anchor_count, n_views))
-    logits_mask = np.ones_like(mask)
-    logits_mask[np.arange(batch_size * anchor_count), np.arange(batch_size * anchor_count)] = 0
-    mask = mask * logits_mask
-    exp_logits = np.exp(logits) * logits_mask
-    log_prob = logits - np.log(exp_logits.sum(1, keepdims=True))
-    mask_pos_pairs = mask.sum(1)
-    mask_pos_pairs = np.where(mask_pos_pairs < 1e-6, 1, mask_pos_pairs)
-    mean_log_prob_pos = (mask * log_prob).sum(1) / mask_pos_pairs
-    loss = -(temperature / base_temperature) * mean_log_prob_pos
-    return loss.reshape(anchor_count, batch_size).mean()
-
-
-def reference_eq13(z, labels, temperature):
-    """Paper Eq. 13 as printed, per anchor with loops: the denominator runs over the other class."""
-    z = z.astype(np.float64)
-    labels = np.asarray(labels).reshape(-1)
-    losses = []
-    for i in range(len(labels)):
-        positives = [p for p in range(len(labels)) if p != i and labels[p] == labels[i]]
-        negatives = [n for n in range(len(labels)) if labels[n] != labels[i]]
-        if not positives or not negatives:
-            losses.append(0.0)
-            continue
-        log_denominator = np.log(sum(np.exp(z[i] @ z[n] / temperature) for n in negatives))
-        terms = [-(z[i] @ z[p] / temperature - log_denominator) for p in positives]
-        losses.append(np.mean(terms))
-    return np.mean(losses)
 
 
 def _embeddings(seed: int, batch: int, dim: int = 16) -> np.ndarray:
@@ -72,7 +29,7 @@ LABEL_MIXES = {
 def test_default_matches_supcontrast_reference(mix, temperature):
     labels = LABEL_MIXES[mix]
     z = _embeddings(len(mix), len(labels))
-    expected = reference_supcon(z[:, None], labels, temperature, base_temperature=temperature)
+    expected = supcon(z, labels, temperature)
     got = SupConLoss(temperature=temperature)(labels, z)
     assert got.dtype == tf.float32 and got.shape == ()
     np.testing.assert_allclose(float(got), expected, rtol=1e-5, atol=1e-5)
@@ -81,26 +38,27 @@ def test_default_matches_supcontrast_reference(mix, temperature):
 def test_reference_values_are_not_trivial():
     # Guards the parametrised check above against both sides degenerating to the same constant.
     labels = LABEL_MIXES["balanced"]
-    values = {round(reference_supcon(_embeddings(s, 16)[:, None], labels, 0.1, 0.1), 4)
+    values = {round(supcon(_embeddings(s, 16), labels, 0.1), 4)
               for s in range(3)}
     assert len(values) == 3 and all(v > 0 for v in values)
-    assert reference_supcon(_embeddings(0, 6)[:, None], LABEL_MIXES["all_distinct"], 0.1, 0.1) == 0
+    assert supcon(_embeddings(0, 6), LABEL_MIXES["all_distinct"], 0.1) == 0
 
 
 def test_label_shapes_and_dtypes_are_equivalent():
     labels = np.array([0, 1, 1, 0, 2, 2, 1, 0])
     z = _embeddings(11, 8)
     loss = SupConLoss()
-    expected = float(loss(labels, z))
-    for variant in (labels[:, None], labels.astype(np.float32), tf.constant(labels, tf.int32)):
-        np.testing.assert_allclose(float(loss(variant, z)), expected, rtol=1e-6)
+    expected = supcon(z, labels, 0.1)
+    for variant in (labels, labels[:, None], labels.astype(np.float32),
+                    tf.constant(labels, tf.int32)):
+        np.testing.assert_allclose(float(loss(variant, z)), expected, rtol=1e-5)
 
 
 def test_two_views_equal_the_reference_multi_view_loss():
     # SupContrast stacks the views as extra anchors; feeding them as a 2B batch is the same loss.
     labels = np.array([0, 1, 0, 1, 2, 0])
     views = np.stack([_embeddings(12, 6), _embeddings(13, 6)], axis=1)
-    expected = reference_supcon(views, labels, 0.1, 0.1)
+    expected = supcon(views, labels, 0.1)
     got = SupConLoss()(np.concatenate([labels, labels]), np.concatenate([views[:, 0], views[:, 1]]))
     np.testing.assert_allclose(float(got), expected, rtol=1e-5, atol=1e-5)
 
@@ -110,7 +68,7 @@ def test_negatives_denominator_matches_eq13(mix):
     labels = LABEL_MIXES[mix]
     z = _embeddings(20 + len(mix), len(labels))
     got = SupConLoss(temperature=0.1, denominator="negatives")(labels, z)
-    np.testing.assert_allclose(float(got), reference_eq13(z, labels, 0.1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(float(got), supcon_eq13(z, labels, 0.1), rtol=1e-5, atol=1e-5)
 
 
 def test_negatives_differs_from_default():
@@ -137,21 +95,26 @@ def test_low_temperature_is_stable():
     labels = LABEL_MIXES["three_classes"]
     z = _embeddings(50, len(labels))
     for temperature in (0.01, 0.005):
-        expected = reference_supcon(z[:, None], labels, temperature, temperature)
+        expected = supcon(z, labels, temperature)
         got = float(SupConLoss(temperature=temperature)(labels, z))
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
         got = float(SupConLoss(temperature=temperature, denominator="negatives")(labels, z))
-        np.testing.assert_allclose(got, reference_eq13(z, labels, temperature), rtol=1e-5)
+        np.testing.assert_allclose(got, supcon_eq13(z, labels, temperature), rtol=1e-5)
 
 
 @pytest.mark.parametrize("denominator", ["all", "negatives"])
 def test_replica_slices_against_the_global_batch_reproduce_the_full_loss(denominator):
     labels = np.array([0, 1] * 8)
     z = _embeddings(60, 16)
+    if denominator == "all":
+        expected = supcon_per_anchor(z, labels, 0.1)
+    else:
+        expected = supcon_eq13_per_anchor(z, labels, 0.1)
     full = supervised_contrastive_loss(labels, z, 0.1, denominator)
     assert tuple(full.shape) == (16,)
+    np.testing.assert_allclose(np.asarray(full), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
-        float(SupConLoss(denominator=denominator)(labels, z)), float(np.mean(full)), rtol=1e-6
+        float(SupConLoss(denominator=denominator)(labels, z)), np.mean(expected), rtol=1e-5
     )
 
     @tf.function
@@ -164,12 +127,12 @@ def test_replica_slices_against_the_global_batch_reproduce_the_full_loss(denomin
         )
 
     parts = [np.asarray(replica_loss(tf.constant(r * 4))) for r in range(4)]
-    np.testing.assert_allclose(np.concatenate(parts), np.asarray(full), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.concatenate(parts), expected, rtol=1e-5, atol=1e-6)
     # A wrong offset treats a different sample as "self": the loss changes.
     wrong = supervised_contrastive_loss(
         labels[4:8], z[4:8], 0.1, denominator, contrast_labels=labels, contrast_z=z
     )
-    assert not np.allclose(np.asarray(wrong), np.asarray(full)[4:8])
+    assert not np.allclose(np.asarray(wrong), expected[4:8])
 
 
 def test_bfloat16_embeddings_are_computed_in_float32():
@@ -178,7 +141,7 @@ def test_bfloat16_embeddings_are_computed_in_float32():
     got = supervised_contrastive_loss(labels, z_bf16)
     assert got.dtype == tf.float32
     rounded = np.asarray(tf.cast(z_bf16, tf.float32))
-    expected = reference_supcon(rounded[:, None], labels, 0.1, 0.1)
+    expected = supcon(rounded, labels, 0.1)
     np.testing.assert_allclose(float(np.mean(got)), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -193,6 +156,8 @@ def test_config_round_trip():
     assert SupConLoss.from_config(config).get_config() == config
     labels, z = LABEL_MIXES["three_classes"], _embeddings(80, 12)
     assert float(restored(labels, z)) == float(loss(labels, z))
+    np.testing.assert_allclose(float(restored(labels, z)), supcon_eq13(z, labels, 0.2),
+                               rtol=1e-5, atol=1e-6)
     assert SupConLoss().name == "supcon"
 
 

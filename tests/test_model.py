@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from references import sigmoid
 
 from mclcr_keras.models import MCLCR, VARIANTS, MCLCRConfig, build_mclcr
 
@@ -43,7 +44,7 @@ def test_contract_at_256_px(variant):
     logit = keras.ops.convert_to_numpy(outputs["logit"])
     probability = keras.ops.convert_to_numpy(outputs["probability"])
     embedding = keras.ops.convert_to_numpy(outputs["embedding"])
-    np.testing.assert_allclose(probability, 1 / (1 + np.exp(-logit)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(probability, sigmoid(logit), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, rtol=1e-5)
 
     expected = _expected_features(variant)
@@ -76,8 +77,13 @@ def test_block13_global_feature_at_256_px():
     assert tuple(outputs["embedding"].shape) == (1, 128)
 
 
-def test_baseline_has_no_extra_branches():
-    model = build_mclcr(MCLCRConfig.smoke(variant="baseline"), compile=False)
+@pytest.fixture(scope="module")
+def baseline():
+    return build_mclcr(MCLCRConfig.smoke(variant="baseline"), compile=False)
+
+
+def test_baseline_has_no_extra_branches(baseline):
+    model = baseline
     classes = {type(layer).__name__ for layer in model.layers}
     assert not classes & {"GramStyle", "PatchSpectrum", "AmpPhaseCrossAttention", "MixerBlock"}
     full = build_mclcr(MCLCRConfig.smoke(), compile=False)
@@ -92,8 +98,8 @@ def test_baseline_has_no_extra_branches():
     assert full.count_params() > model.count_params()
 
 
-def test_pixels_are_rescaled_inside_the_model():
-    model = build_mclcr(MCLCRConfig.smoke(variant="baseline"), compile=False)
+def test_pixels_are_rescaled_inside_the_model(baseline):
+    model = baseline
     images = _images(64, batch=1)
     taps_from_model = model.feature_extractor(images)["b1"]
     taps_direct = model.backbone(images / 127.5 - 1.0)["b1"]

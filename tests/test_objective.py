@@ -1,41 +1,52 @@
-"""train_step / test_step: the logged loss equals alpha * SupCon + (1 - alpha) * BCE recomputed
-with NumPy, the gradient of the logit bias matches its closed form, labels in any shape work.
+"""The MC-LCR objective (`mclcr_keras.models.objective`) and the model's train_step / test_step:
+the logged loss equals alpha * SupCon + (1 - alpha) * BCE recomputed with NumPy (tests/references),
+the gradient of the logit bias matches its closed form, labels in any shape work.
 
 These tests run eagerly (`run_eagerly=True`): the graph path is exercised by test_distribute.py
 and test_learning.py, and tracing Xception's training graph costs ~20 s per model on 2 cores.
+The tests of the default configuration share one model (`default_model`); each computes its
+expected values from that model's outputs at the time, so the order they run in is irrelevant.
 """
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from references import binary_cross_entropy, supcon, supcon_eq13
 
 from mclcr_keras.models import MCLCRConfig, build_mclcr, recompute_batchnorm_statistics
 from mclcr_keras.models.batchnorm import batchnorm_layers
+from mclcr_keras.models.objective import flat_labels, replica_objective, scale_for_replicas
 
 LOG_KEYS = {"loss", "bce", "supcon", "accuracy", "auc"}
 
 
-def numpy_supcon(labels, z, temperature):
-    """Khosla et al. SupCon, one view: mean over anchors, anchors without positives give 0."""
-    labels = np.asarray(labels).reshape(-1)
-    z = np.asarray(z, np.float64)
-    sim = z @ z.T / temperature
-    losses = []
-    for i in range(len(labels)):
-        others = np.arange(len(labels)) != i
-        log_denominator = np.log(np.sum(np.exp(sim[i, others])))
-        positives = others & (labels == labels[i])
-        if not positives.any():
-            losses.append(0.0)
-            continue
-        losses.append(-np.mean(sim[i, positives] - log_denominator))
-    return float(np.mean(losses))
+@pytest.mark.parametrize("denominator", ["all", "negatives"])
+def test_replica_objective_on_one_device_matches_numpy(denominator):
+    rng = np.random.default_rng(9)
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    logits = rng.normal(size=(6, 1)).astype("float32")
+    z = rng.normal(size=(6, 8))
+    z = (z / np.linalg.norm(z, axis=1, keepdims=True)).astype("float32")
+    objective, parts = replica_objective(labels.reshape(-1, 1), logits, z, alpha=0.3,
+                                         temperature=0.2, denominator=denominator)
+    bce = binary_cross_entropy(labels, logits)
+    contrast = supcon(z, labels, 0.2) if denominator == "all" else supcon_eq13(z, labels, 0.2)
+    assert float(parts["bce"]) == pytest.approx(bce, rel=1e-5)
+    assert float(parts["supcon"]) == pytest.approx(contrast, rel=1e-5)
+    assert float(parts["loss"]) == pytest.approx(0.3 * contrast + 0.7 * bce, rel=1e-5)
+    # One device: the sum over the batch divided by the global batch is the batch mean.
+    assert float(objective) == pytest.approx(0.3 * contrast + 0.7 * bce, rel=1e-5)
+    assert int(parts["batch"]) == 6
 
 
-def numpy_bce(labels, logits):
-    y = np.asarray(labels, np.float64).reshape(-1)
-    x = np.asarray(logits, np.float64).reshape(-1)
-    return float(np.mean(np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))))
+def test_flat_labels_and_replica_scale():
+    for labels in ([0, 1, 1], [[0], [1], [1]], np.array([0.0, 1.0, 1.0], "float32")):
+        flat = flat_labels(labels)
+        assert flat.dtype == tf.float32 and flat.numpy().tolist() == [0.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match=r"\(B,\) or \(B, 1\); got shape \(2, 1, 1\)"):
+        flat_labels(np.zeros((2, 1, 1)))
+    assert float(scale_for_replicas(tf.constant(3.0))) == 3.0  # one replica: unchanged
 
 
 def _batch(seed=0, batch=8, size=64):
@@ -51,6 +62,12 @@ def _model(optimizer=None, **changes):
     return model
 
 
+@pytest.fixture(scope="module")
+def default_model():
+    """`MCLCRConfig.smoke(dropout=0.0)` (alpha 0.5, temperature 0.1), AdamW, eager."""
+    return _model()
+
+
 def _np(x):
     return keras.ops.convert_to_numpy(x)
 
@@ -62,8 +79,8 @@ def test_train_step_loss_matches_numpy_and_bias_gradient_closed_form():
     # Training-mode outputs depend on batch statistics and weights only (not the moving BN
     # statistics this call updates), so they are exactly what the step below sees.
     outputs = model(images, training=True)
-    bce = numpy_bce(labels, _np(outputs["logit"]))
-    supcon = numpy_supcon(labels, _np(outputs["embedding"]), temperature=0.2)
+    bce = binary_cross_entropy(labels, _np(outputs["logit"]))
+    contrast = supcon(_np(outputs["embedding"]), labels, 0.2)
     probability = _np(outputs["probability"]).reshape(-1)
 
     bias = model.get_layer("logit").bias
@@ -74,8 +91,8 @@ def test_train_step_loss_matches_numpy_and_bias_gradient_closed_form():
     assert set(logs) == LOG_KEYS
     assert all(np.isfinite(v) for v in logs.values())
     assert logs["bce"] == pytest.approx(bce, rel=1e-4)
-    assert logs["supcon"] == pytest.approx(supcon, rel=1e-4)
-    assert logs["loss"] == pytest.approx(alpha * supcon + (1 - alpha) * bce, rel=1e-4)
+    assert logs["supcon"] == pytest.approx(contrast, rel=1e-4)
+    assert logs["loss"] == pytest.approx(alpha * contrast + (1 - alpha) * bce, rel=1e-4)
     # dL/db for the logit bias only comes from BCE: (1 - alpha) * mean(p - y).
     expected_step = -lr * (1 - alpha) * np.mean(probability - labels)
     assert float(_np(bias)[0]) - bias_before == pytest.approx(expected_step, rel=1e-3, abs=1e-7)
@@ -94,44 +111,45 @@ def test_no_supcon_variant_leaves_projection_untrained_but_logs_supcon():
     assert not np.allclose(_np(model.get_layer("logit").kernel), logit_before)
 
 
-def test_test_step_matches_numpy_for_every_label_format():
-    model = _model(alpha=0.5)
+def test_test_step_matches_numpy_for_every_label_format(default_model):
+    model = default_model
+    assert model.config.alpha == 0.5 and model.config.temperature == 0.1
     images, labels = _batch(seed=2)
     outputs = model.predict(images, verbose=0)
-    bce = numpy_bce(labels, outputs["logit"])
-    supcon = numpy_supcon(labels, outputs["embedding"], temperature=0.1)
+    bce = binary_cross_entropy(labels, outputs["logit"])
+    contrast = supcon(outputs["embedding"], labels, 0.1)
     for y in (labels, labels.reshape(-1, 1), labels.astype("float32"),
               labels.reshape(-1, 1).astype("int32")):
         logs = model.evaluate(images, y, batch_size=8, verbose=0, return_dict=True)
         assert set(logs) == LOG_KEYS
         assert logs["bce"] == pytest.approx(bce, rel=1e-4)
-        assert logs["supcon"] == pytest.approx(supcon, rel=1e-4)
-        assert logs["loss"] == pytest.approx(0.5 * supcon + 0.5 * bce, rel=1e-4)
+        assert logs["supcon"] == pytest.approx(contrast, rel=1e-4)
+        assert logs["loss"] == pytest.approx(0.5 * contrast + 0.5 * bce, rel=1e-4)
         predicted = (outputs["probability"].reshape(-1) > 0.5).astype(int)
         assert logs["accuracy"] == pytest.approx(np.mean(predicted == labels))
 
 
-def test_metrics_accumulate_over_batches():
-    model = _model()
+def test_metrics_accumulate_over_batches(default_model):
+    model = default_model
     images, labels = _batch(seed=3, batch=16)
     outputs = model.predict(images, verbose=0)
-    whole = numpy_bce(labels, outputs["logit"])
+    whole = binary_cross_entropy(labels, outputs["logit"])
     logs = model.evaluate(images, labels, batch_size=8, verbose=0, return_dict=True)
     assert logs["bce"] == pytest.approx(whole, rel=1e-4)  # mean over both batches
-    halves = [numpy_supcon(labels[i:i + 8], outputs["embedding"][i:i + 8], 0.1) for i in (0, 8)]
+    halves = [supcon(outputs["embedding"][i:i + 8], labels[i:i + 8], 0.1) for i in (0, 8)]
     assert logs["supcon"] == pytest.approx(np.mean(halves), rel=1e-4)
 
 
-def test_fit_reports_validation_metrics():
-    model = _model(keras.optimizers.SGD(learning_rate=0.01))
+def test_fit_reports_validation_metrics(default_model):
     images, labels = _batch(seed=4)
-    history = model.fit(images, labels, batch_size=8, epochs=1, verbose=0,
-                        validation_data=(images, labels))
+    history = default_model.fit(images, labels, batch_size=8, epochs=1, verbose=0,
+                                validation_data=(images, labels))
     assert set(history.history) == LOG_KEYS | {f"val_{k}" for k in LOG_KEYS}
+    assert all(np.isfinite(values[0]) for values in history.history.values())
 
 
-def test_misuse_raises_clear_errors():
-    model = _model()
+def test_misuse_raises_clear_errors(default_model):
+    model = default_model
     images, labels = _batch(seed=5)
     with pytest.raises(ValueError, match="sample_weight"):
         model.train_on_batch(images, labels, sample_weight=np.ones(8))
@@ -159,9 +177,8 @@ def test_recompute_batchnorm_statistics_gives_mean_of_batch_statistics():
         recompute_batchnorm_statistics(model, [])
 
 
-def test_bn_momentum_option_reaches_every_backbone_batchnorm():
+def test_bn_momentum_option_reaches_every_backbone_batchnorm(default_model):
     model = build_mclcr(MCLCRConfig.smoke(bn_momentum=0.9), compile=False)
     momenta = {layer.momentum for layer in batchnorm_layers(model)}
     assert momenta == {0.9} and len(batchnorm_layers(model)) == 40
-    default = build_mclcr(MCLCRConfig.smoke(variant="baseline"), compile=False)
-    assert {layer.momentum for layer in batchnorm_layers(default)} == {0.99}
+    assert {layer.momentum for layer in batchnorm_layers(default_model)} == {0.99}

@@ -1,41 +1,13 @@
 """PatchSpectrum: basics, bad input, check against numpy.fft.fft2, float32 FFT under bfloat16."""
 
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from references import patch_spectra
 
 from mclcr_keras.layers import PatchSpectrum
-
-
-def numpy_patch_spectra(images: np.ndarray, patch_size: int):
-    """Complex spectra (B, N, P*P) from plain loops over row-major patches, in float64."""
-    gray = (
-        0.299 * images[..., 0].astype(np.float64)
-        + 0.587 * images[..., 1]
-        + 0.114 * images[..., 2]
-    ) / 255.0
-    batch, height, width = gray.shape
-    p = patch_size
-    spectra = []
-    for b in range(batch):
-        rows = []
-        for r in range(height // p):
-            for c in range(width // p):
-                patch = gray[b, r * p:(r + 1) * p, c * p:(c + 1) * p]
-                rows.append((np.fft.fft2(patch) / p**2).reshape(-1))
-        spectra.append(rows)
-    return np.asarray(spectra)
-
-
-@pytest.fixture
-def mixed_bfloat16():
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
 
 
 def _images(seed: int, shape) -> np.ndarray:
@@ -115,7 +87,7 @@ def test_matches_numpy_fft2_on_looped_patches():
     # Non-square image so that a row/column mix-up in the patch order cannot pass.
     x = _images(3, (2, 32, 48, 3))
     amplitude, phase = (np.asarray(t) for t in PatchSpectrum(patch_size=16)(x))
-    expected = numpy_patch_spectra(x, 16)
+    expected = patch_spectra(x, 16)
     assert amplitude.dtype == np.float32 and phase.dtype == np.float32
     np.testing.assert_allclose(amplitude, np.abs(expected), atol=2e-6)
     np.testing.assert_allclose(amplitude * np.exp(1j * phase), expected, atol=2e-6)
@@ -144,14 +116,14 @@ def test_mixed_bfloat16_keeps_the_fft_in_float32(mixed_bfloat16):
 
     float32_amplitude, _ = PatchSpectrum(patch_size=16, dtype="float32")(x)
     np.testing.assert_allclose(
-        np.asarray(float32_amplitude), np.abs(numpy_patch_spectra(x, 16)), atol=2e-6
+        np.asarray(float32_amplitude), np.abs(patch_spectra(x, 16)), atol=2e-6
     )
     # The mixed result is exactly the float32 spectrum rounded once to bfloat16 ...
     rounded = tf.cast(tf.cast(float32_amplitude, tf.bfloat16), tf.float32)
     np.testing.assert_array_equal(np.asarray(tf.cast(amplitude, tf.float32)), np.asarray(rounded))
     # ... which a bfloat16 grayscale image (what input autocasting would feed) does not give.
     gray_bf16 = tf.cast(tf.cast(x, tf.bfloat16), tf.float32).numpy()
-    naive = np.abs(numpy_patch_spectra(gray_bf16, 16)).astype(np.float32)
+    naive = np.abs(patch_spectra(gray_bf16, 16)).astype(np.float32)
     naive = tf.cast(tf.cast(naive, tf.bfloat16), tf.float32).numpy()
     assert np.mean(naive != np.asarray(rounded)) > 0.1
 

@@ -40,6 +40,7 @@ class AmpPhaseCrossAttention(keras.layers.Layer):
         A tuple `(AT, PT)`, each with the shape of the inputs.
 
     Example:
+        >>> import numpy as np
         >>> layer = AmpPhaseCrossAttention(num_heads=4)
         >>> e = np.random.rand(2, 16, 256).astype("float32")
         >>> at, pt = layer([e, e])

@@ -26,6 +26,7 @@ def explicit_gram_style(x):
         float32 tensor `(B, C)` with `mean_j G_ij`, `G = F^T F / (H*W)`, `F` = x as `(B, HW, C)`.
 
     Example:
+        >>> import numpy as np
         >>> tuple(explicit_gram_style(np.ones((1, 4, 4, 3), "float32")).shape)
         (1, 3)
     """
@@ -56,6 +57,7 @@ class GramStyle(keras.layers.Layer):
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Example:
+        >>> import numpy as np
         >>> layer = GramStyle()
         >>> tuple(layer(np.random.rand(2, 32, 32, 64).astype("float32")).shape)
         (2, 64)

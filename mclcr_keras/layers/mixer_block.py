@@ -37,6 +37,7 @@ class MixerBlock(keras.layers.Layer):
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Example:
+        >>> import numpy as np
         >>> block = MixerBlock(tokens_mlp_dim=256, channels_mlp_dim=256)
         >>> tuple(block(np.random.rand(2, 16, 256).astype("float32")).shape)
         (2, 16, 256)

@@ -37,6 +37,7 @@ class PatchSpectrum(keras.layers.Layer):
         A tuple `(amplitude, phase)`, each of shape `(B, H*W/P^2, P*P)`.
 
     Example:
+        >>> import numpy as np
         >>> amplitude, phase = PatchSpectrum(patch_size=16)(np.zeros((2, 64, 64, 3), "float32"))
         >>> tuple(amplitude.shape)
         (2, 16, 256)

@@ -44,8 +44,9 @@ def recompute_batchnorm_statistics(model: keras.Model, batches: Iterable) -> int
 
     Example:
 
-    >>> recompute_batchnorm_statistics(model, (x for x, _ in train_ds.take(20)))
-    20
+    ```python
+    used = recompute_batchnorm_statistics(model, (x for x, _ in train_ds.take(20)))  # 20
+    ```
     """
     layers = batchnorm_layers(model)
     momenta = [layer.momentum for layer in layers]

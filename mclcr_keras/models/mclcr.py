@@ -84,6 +84,7 @@ class MCLCR(keras.Model):
 
     Example:
 
+    >>> import numpy as np
     >>> model = MCLCR(MCLCRConfig.smoke())
     >>> sorted(model(np.zeros((2, 64, 64, 3), "float32")).keys())
     ['embedding', 'logit', 'probability']

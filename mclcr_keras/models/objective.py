@@ -55,7 +55,12 @@ def replica_objective(
 
     Example:
 
-    >>> objective, parts = replica_objective([0, 1], [[0.3], [-0.2]], z, alpha=0.5)
+    >>> z = tf.math.l2_normalize(tf.random.normal((4, 8), seed=1), axis=1)
+    >>> objective, parts = replica_objective([0, 1, 0, 1], tf.zeros((4, 1)), z, alpha=0.5)
+    >>> int(parts["batch"]), round(float(parts["bce"]), 4)  # the BCE of a logit of 0 is log 2
+    (4, 0.6931)
+    >>> bool(abs(float(objective) - float(parts["loss"])) < 1e-6)  # one device: the batch mean
+    True
     """
     labels = flat_labels(labels)
     logits = tf.reshape(tf.cast(logits, tf.float32), (-1,))

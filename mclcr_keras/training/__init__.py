@@ -3,7 +3,10 @@
 
 Example:
 
->>> from mclcr_keras.training.loop import train
->>> from mclcr_keras.training.options import TrainConfig
->>> outcome = train(TrainConfig(records="records/ffpp", out="runs/ffpp"))
+```python
+from mclcr_keras.training.loop import train
+from mclcr_keras.training.options import TrainConfig
+
+outcome = train(TrainConfig(records="records/ffpp", out="runs/ffpp"))
+```
 """

@@ -76,7 +76,11 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
     Example:
 
     >>> guard = NonFiniteLossGuard()
-    >>> model.fit(data, callbacks=[guard, ...])  # raises NonFiniteLossError on NaN
+    >>> guard.on_train_batch_end(0, {"loss": 0.7})
+    >>> guard.on_train_batch_end(1, {"loss": float("nan")})
+    Traceback (most recent call last):
+      ...
+    mclcr_keras.training.callbacks.NonFiniteLossError: loss is nan at epoch 1, batch 2
     """
 
     def __init__(self, keys: tuple[str, ...] = ("loss", "val_loss")):
@@ -154,7 +158,9 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     Example:
 
-    >>> RunCheckpoint("runs/ffpp", plateau, state=None)
+    ```python
+    checkpoint = RunCheckpoint("runs/ffpp", plateau, state=None)   # a new run
+    ```
     """
 
     def __init__(

@@ -2,9 +2,10 @@
 
 Example:
 
->>> strategy, description = make_strategy("mirrored")
->>> set_precision(True)          # mixed_bfloat16 on a CPU
-'mixed_bfloat16'
+```python
+strategy, description = make_strategy("mirrored")
+policy = set_precision(True)     # 'mixed_bfloat16' on a CPU, 'mixed_float16' on a GPU
+```
 """
 
 from __future__ import annotations
@@ -81,9 +82,11 @@ def replica_safe_batches(batched, total: int, batch: int, replicas: int):
 
     Example:
 
+    >>> import tensorflow as tf
+    >>> val = tf.data.Dataset.range(9).batch(8)
     >>> ds, steps, frames = replica_safe_batches(val, total=9, batch=8, replicas=2)
-    >>> steps, frames  # batches of 6 and 3: slices 3 + 3, then 2 + 1
-    (2, 9)
+    >>> steps, frames, [len(b) for b in ds]  # slices 3 + 3, then 2 + 1
+    (2, 9, [6, 3])
     """
     if replicas == 1:
         return batched, math.ceil(total / batch), total

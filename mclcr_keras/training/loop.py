@@ -9,9 +9,10 @@ config, the run resumes after the last completed epoch. See ``docs/training.md``
 
 Example:
 
->>> outcome = train(TrainConfig.smoke("records/demo", "runs/demo"))
->>> outcome.state.epochs_done
-1
+```python
+outcome = train(TrainConfig.smoke("records/demo", "runs/demo"))
+outcome.state.epochs_done        # 1: the smoke preset trains one epoch
+```
 """
 
 from __future__ import annotations

@@ -9,9 +9,14 @@ raises `mclcr_keras.errors.UsageError` with one line before TensorFlow is import
 Example:
 
 >>> config = TrainConfig(records="records/ffpp", out="runs/ffpp")
->>> config.validate()
+>>> config.epochs, config.batch_size, config.learning_rate, config.weight_decay
+(50, 16, 0.001, 0.0001)
 >>> TrainConfig.smoke("records/demo", "runs/demo").image_size
 64
+>>> TrainConfig("records/ffpp", "runs/ffpp", batch_size=6).validate()  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+  ...
+mclcr_keras.errors.UsageError: --batch-size must be a multiple of 4 (...); got 6
 """
 
 from __future__ import annotations

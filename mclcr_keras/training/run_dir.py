@@ -8,9 +8,10 @@ resume with the same options; `tidy_run_dir` removes what a crash left behind.
 
 Example:
 
->>> saved, state = resume_point("runs/ffpp", config.record(), epochs=50)
->>> state.epochs_done if state else 0
-12
+```python
+saved, state = resume_point("runs/ffpp", config.record(), epochs=50)
+epochs_done = state.epochs_done if state else 0   # e.g. 12 after a run killed in epoch 13
+```
 """
 
 from __future__ import annotations
