@@ -1,6 +1,6 @@
 """Shared test scaffolding: quiet TensorFlow, the third-party data in ../shared/data, and the
-session-scoped things several test files need (face photos, small records, one tiny model, one
-tiny trained run, the mixed-precision policy). Each is built once per test session."""
+session-scoped things several test files need (face photos, small records, one tiny model, the
+mixed-precision policy). Each is built once per test session."""
 
 import os
 
@@ -121,16 +121,3 @@ def tiny_model_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("tiny_model") / "tiny.keras"
     model.save(path)
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, tiny_records) -> Path:
-    """One tiny training run (2 epochs of 4 steps, 64 px, seed 0) through the training CLI."""
-    from mclcr_keras import train
-
-    run = tmp_path_factory.mktemp("tiny_run") / "run"
-    status = train.main(["--records", str(tiny_records), "--out", str(run), "--image-size",
-                         str(TINY_SIZE), "--weights", "none", "--batch-size", "4", "--epochs", "2",
-                         "--steps-per-epoch", "4", "--seed", "0"])
-    assert status == 0
-    return run

@@ -29,7 +29,6 @@ face.image.shape           # (256, 256, 3)
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 
 import cv2
@@ -45,8 +44,6 @@ from mclcr_keras.data.alignment import (
 )
 from mclcr_keras.data.boxes import Box, box_side, center, nearest
 from mclcr_keras.data.landmark_models import landmark_model_path
-
-logger = logging.getLogger(__name__)
 
 # dlib's HOG window is 80 x 80 pixels: the smallest face found at a given scale.
 _DLIB_WINDOW = 80

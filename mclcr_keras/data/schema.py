@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from typing import TYPE_CHECKING
@@ -42,8 +41,6 @@ import numpy as np
 
 if TYPE_CHECKING:
     import tensorflow as tf
-
-logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 LABEL_NAMES = ("real", "fake")

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from collections.abc import Sequence
-
-logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 TRAIN, VAL, TEST = SPLITS

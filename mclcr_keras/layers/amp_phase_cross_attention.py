@@ -1,10 +1,7 @@
 """AmpPhaseCrossAttention: the amplitude/phase cross attention of MC-LCR (Eq. 5-8)."""
 
-import logging
 
 import keras
-
-logger = logging.getLogger(__name__)
 
 
 def _is_positive_int(value) -> bool:

@@ -1,11 +1,8 @@
 """GramStyle: the self-similarity (SSRB) feature of MC-LCR, computed in O(HWC)."""
 
-import logging
 
 import keras
 from keras import ops
-
-logger = logging.getLogger(__name__)
 
 
 def _check_rank4(shape) -> None:

@@ -1,11 +1,8 @@
 """MixerBlock: one MLP-Mixer layer (token mixing then channel mixing), MC-LCR Eq. 9-10."""
 
-import logging
 
 import keras
 from keras import ops
-
-logger = logging.getLogger(__name__)
 
 
 def _is_positive_int(value) -> bool:

@@ -1,12 +1,9 @@
 """PatchSpectrum: per-patch 2-D Fourier amplitude and phase of a face image (MC-LCR, Eq. 2-4)."""
 
-import logging
 
 import keras
 import tensorflow as tf
 from keras import ops
-
-logger = logging.getLogger(__name__)
 
 # ITU-R BT.601 luma weights, the usual RGB -> grayscale conversion.
 _GRAY_WEIGHTS = (0.299, 0.587, 0.114)

@@ -17,12 +17,9 @@ Taps (post-ReLU unless noted; spatial sizes for a 256 px input):
 
 from __future__ import annotations
 
-import logging
 import os
 
 import keras
-
-logger = logging.getLogger(__name__)
 
 TAP_LAYERS = {"b1": "block1_conv2_act", "b2": "block3_sepconv1_act", "b3": "block4_sepconv1_act"}
 TAP_CHANNELS = {"b1": 64, "b2": 128, "b3": 256}

@@ -16,10 +16,7 @@ model = build_mclcr(config)
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any
-
-logger = logging.getLogger(__name__)
 
 VARIANTS = ("mclcr", "no_ssrb", "no_papda", "no_supcon", "baseline")
 GLOBAL_FEATURES = {"block14": 2048, "block13": 1024}

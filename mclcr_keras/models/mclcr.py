@@ -18,7 +18,6 @@ features = model.feature_extractor(images)   # dict: b1, SSF_b1, GF, AF, PF, F_E
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import keras
@@ -28,8 +27,6 @@ from mclcr_keras.layers import AmpPhaseCrossAttention, GramStyle, MixerBlock, Pa
 from mclcr_keras.models.backbone import build_backbone
 from mclcr_keras.models.config import MCLCRConfig
 from mclcr_keras.models.objective import flat_labels, replica_objective, scale_for_replicas
-
-logger = logging.getLogger(__name__)
 
 OUTPUT_KEYS = ("logit", "probability", "embedding")
 

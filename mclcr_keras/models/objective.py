@@ -12,13 +12,9 @@ the sum by the global batch is the same thing, and stays exact when replicas hol
 
 from __future__ import annotations
 
-import logging
-
 import tensorflow as tf
 
 from mclcr_keras.losses import supervised_contrastive_loss
-
-logger = logging.getLogger(__name__)
 
 
 def flat_labels(labels) -> tf.Tensor:

@@ -16,7 +16,6 @@ plot_feature_maps(model, faces, "fig6.png", titles=["real", "Deepfakes"])
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,8 +31,6 @@ from mclcr_keras.viz._common import (
     stack_images,
     to_uint8,
 )
-
-logger = logging.getLogger(__name__)
 
 BLOCKS = ("b1", "b2", "b3")
 _BLOCK_NAMES = {"b1": "block 1", "b2": "block 2", "b3": "block 3"}

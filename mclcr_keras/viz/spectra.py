@@ -20,7 +20,6 @@ plot_patch_spectra(real_rgb, fake_rgb, "fig3.png", align=True)
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -28,8 +27,6 @@ import numpy as np
 
 from mclcr_keras.viz._common import DEFAULT_DPI, check_rgb, new_figure, save_figure, to_uint8
 from mclcr_keras.viz.patches import check_patch_size, crop_to_patches, patch_mosaic
-
-logger = logging.getLogger(__name__)
 
 ROWS = ("real", "fake", "residual")
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)
