@@ -48,7 +48,10 @@ def command(args) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m mclcr_keras.demo_data``; returns the exit status."""
-    return cli.run(build_parser(), command, argv, tensorflow=False)
+    from mclcr_keras.files import check_output_dir
+
+    return cli.run(build_parser(), command, argv, tensorflow=False,
+                   check=lambda args: check_output_dir(args.out, "OUT"))
 
 
 if __name__ == "__main__":

@@ -73,11 +73,14 @@ def command(args) -> None:
 
 
 def check(args) -> None:
-    """The record sets and the model exist (before TensorFlow loads; `evaluate` checks more)."""
+    """--out can be written, the record sets and the model exist: before TensorFlow loads and
+    before any frame is scored (`evaluate` checks the splits and names)."""
     import os
 
     from mclcr_keras.errors import UsageError
+    from mclcr_keras.files import check_output_dir
 
+    check_output_dir(args.out, "--out")
     for records in args.records:
         if "://" not in records and not os.path.isdir(records):
             raise UsageError(f"records directory not found: {records}")

@@ -62,11 +62,14 @@ def command(args) -> None:
 
 
 def check(args) -> None:
-    """The model exists (before TensorFlow loads; `export_model` checks the rest)."""
+    """--out can be written and the model exists (before TensorFlow loads; `export_model` checks
+    the rest)."""
     import os
 
     from mclcr_keras.errors import UsageError
+    from mclcr_keras.files import check_output_dir
 
+    check_output_dir(args.out, "--out")
     if not os.path.exists(args.model):
         raise UsageError(f"model not found: {args.model}")
 

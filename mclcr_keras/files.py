@@ -26,6 +26,8 @@ import shutil
 from collections.abc import Callable
 from typing import IO, Any
 
+from mclcr_keras.errors import UsageError
+
 TEMPORARY_SUFFIX = ".tmp"
 
 
@@ -82,3 +84,45 @@ def link_atomic(source: str, target: str) -> None:
     except OSError:  # file systems without hard links
         shutil.copyfile(source, temporary)
     os.replace(temporary, target)
+
+
+def _first_existing(path: str) -> str:
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> None:
+    """Raises `UsageError` unless ``path`` is (or can be created as) a writable folder.
+
+    Checked before any work, so that hours of scoring never end on "Not a directory". Nothing is
+    created. Remote paths (``gs://...``) are left to the file system.
+    """
+    path = os.fspath(path)
+    if "://" in path:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{flag} {path} exists and is not a directory")
+    existing = _first_existing(path)
+    if not os.path.isdir(existing):
+        raise UsageError(f"{flag} {path} cannot be created: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == os.path.abspath(path) else (
+            f"cannot be created: {existing} is not writable")
+        raise UsageError(f"{flag} {path} {what}")
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Raises `UsageError` unless the file ``path`` can be written (its folder creatable)."""
+    path = os.fspath(path)
+    if "://" in path:
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a directory")
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"{flag} {path} is not writable")
+    check_output_dir(os.path.dirname(os.path.abspath(path)), flag + " folder")

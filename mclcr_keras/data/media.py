@@ -32,3 +32,43 @@ def media_kind(path: str | os.PathLike) -> str | None:
     if suffix in IMAGE_EXTENSIONS:
         return IMAGE
     return None
+
+
+# Leading bytes of the image and container formats OpenCV and FFmpeg read.
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM",
+                b"II*\x00", b"MM\x00*")
+_VIDEO_MAGIC = (b"\x1aE\xdf\xa3", b"OggS", b"FLV", b"\x00\x00\x01\xba",
+                b"0&\xb2u\x8ef\xcf\x11")
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide")  # MP4, MOV, M4V, 3GP
+
+
+def sniff_kind(path: str | os.PathLike) -> str | None:
+    r"""``"video"`` or ``"image"`` from the file's first bytes, whatever its name says; ``None``
+    when they match no known format (or the file cannot be read).
+
+    >>> import tempfile
+    >>> with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
+    ...     _ = f.write(b"\x89PNG\r\n\x1a\n" + bytes(8)); f.flush()
+    ...     sniff_kind(f.name)
+    'image'
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return None
+    if head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return IMAGE
+    if head[4:8] in _ISO_BOXES or head.startswith(_VIDEO_MAGIC) or (
+            head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return VIDEO
+    if len(head) > 0 and head[0] == 0x47 and _is_transport_stream(path):
+        return VIDEO
+    return None
+
+
+def _is_transport_stream(path) -> bool:
+    """MPEG-TS: a 0x47 sync byte every 188 bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(188 * 3 + 1)
+    return len(head) > 376 and head[0] == head[188] == head[376] == 0x47

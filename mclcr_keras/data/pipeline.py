@@ -158,7 +158,7 @@ def make_dataset(
     batch_size: int = 16,
     training: bool = True,
     image_size: int = 256,
-    balanced: bool = True,
+    balanced: bool | None = None,
     with_metadata: bool = False,
     shuffle_buffer: int = 1024,
     seed: int | None = None,
@@ -175,7 +175,9 @@ def make_dataset(
     flipped horizontally at random. ``balanced=False`` mixes all shards in one shuffled stream.
 
     Evaluation (``training=False``) reads real shards then fake shards in sorted order, every
-    record exactly once, no shuffle, no flip; the last batch may be smaller.
+    record exactly once, no shuffle, no flip; the last batch may be smaller. With
+    ``balanced=True`` it alternates real and fake instead (2 x the smaller class's frames), so any
+    prefix of even-sized batches holds both classes equally.
 
     Images are resized (bilinear, antialiased) when their stored size differs from
     ``image_size``. Elements are ``(images float32 (B, S, S, 3) in [0, 255], labels float32 (B,))``
@@ -188,7 +190,9 @@ def make_dataset(
         batch_size: global batch size; balanced training needs a multiple of 4.
         training: training stream (True) or single deterministic pass (False).
         image_size: output side length in pixels.
-        balanced: training only: equal real/fake counts in every batch and batch half.
+        balanced: equal real/fake counts in every batch and batch half (default: for training
+            only). With ``training=False``: real and fake frames alternate in sorted shard
+            order until the smaller class is exhausted, the same frames on every call.
         with_metadata: also yield the metadata dict (for evaluation and prediction).
         shuffle_buffer: records held per class stream for shuffling (training).
         seed: fixes shard order, shuffling and flips; with a seed the training stream is
@@ -217,6 +221,8 @@ def make_dataset(
               validation_data=make_dataset("records/ffpp", "val", training=False))
     ```
     """
+    if balanced is None:
+        balanced = training
     _check_arguments(split, batch_size, training, image_size, balanced, shuffle_buffer,
                      num_parallel_reads)
     deterministic = (not training) or seed is not None
@@ -252,8 +258,17 @@ def make_dataset(
         return ds.prefetch(AUTOTUNE)
 
     if not training:
-        paths, counts = files_of(None)
-        records = _files(paths, counts).flat_map(reader)
+        if balanced:
+            # Real, fake, real, ... in sorted shard order, until the smaller class ends: every
+            # batch and batch half holds both classes, the same frames on every call.
+            classes = [files_of(name) for name in schema.LABEL_NAMES]
+            streams = [_files(p, c).flat_map(reader) for p, c in classes]
+            records = tf.data.Dataset.choose_from_datasets(
+                streams, tf.data.Dataset.range(2).repeat(), stop_on_empty_dataset=True)
+            paths = classes[0][0] + classes[1][0]
+        else:
+            paths, counts = files_of(None)
+            records = _files(paths, counts).flat_map(reader)
         randoms = tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)).repeat()
         return decode_and_batch(records, paths, randoms, drop_remainder=False)
 

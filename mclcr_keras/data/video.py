@@ -27,6 +27,8 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from mclcr_keras.data.media import IMAGE, VIDEO, sniff_kind
+
 logger = logging.getLogger(__name__)
 
 
@@ -96,16 +98,14 @@ def _open(path: str | os.PathLike) -> cv2.VideoCapture:
 
 # Leading bytes of the containers FFmpeg reads: a file that starts like one but does not open is
 # truncated or corrupt (e.g. an mp4 cut before its "moov" index), otherwise it is not a video.
-_CONTAINER_MAGIC = (b"RIFF", b"\x1aE\xdf\xa3", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"0&\xb2u")
-
-
 def _unopenable_reason(path: str) -> str:
     with open(path, "rb") as handle:
         head = handle.read(512)
-    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide") or head.startswith(
-        _CONTAINER_MAGIC
-    ):
+    kind = sniff_kind(path)
+    if kind == VIDEO:
         return "truncated or corrupt video: FFmpeg cannot read its header"
+    if kind == IMAGE:
+        return "not a video: an image file"
     try:
         # final=False: the 512-byte cut may split a multi-byte character
         codecs.getincrementaldecoder("utf-8")().decode(head, final=False)

@@ -101,7 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise cli.Failure(f"{type(error).__name__}: {cli.one_line(error)} (traceback in "
                               f"{out / runner.MARKER}); partial results in {out}") from None
 
+    from mclcr_keras.files import check_output_dir
+
     return cli.run(build_parser(), command, argv,
+                   check=lambda args: check_output_dir(args.out, "--out"),
                    interrupted="rerun with --overwrite to start again")
 
 

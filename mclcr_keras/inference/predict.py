@@ -28,9 +28,9 @@ from collections.abc import Callable, Sequence
 
 from mclcr_keras.data.crops import CROP_MODES, crop_input
 from mclcr_keras.data.faces import FaceAligner
-from mclcr_keras.data.media import IMAGE, VIDEO, media_kind
+from mclcr_keras.data.media import IMAGE, VIDEO, media_kind, sniff_kind
 from mclcr_keras.errors import UsageError
-from mclcr_keras.files import write_json
+from mclcr_keras.files import check_output_file, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +78,10 @@ class PredictOptions:
         if not os.path.exists(self.model):
             raise UsageError(f"--model {self.model} does not exist")
         if self.json:
+            check_output_file(self.json, "--json")
             folder = os.path.dirname(os.path.abspath(self.json))
             if not os.path.isdir(folder):
                 raise UsageError(f"--json {self.json}: folder {folder} does not exist")
-            if os.path.isdir(self.json):
-                raise UsageError(f"--json {self.json} is a directory")
 
 
 # ------------------------------------------------------------------------------ inputs
@@ -175,7 +174,8 @@ def crop_file(path: str, cropper: Cropper) -> tuple[FileResult, list]:
     if os.path.isdir(path):
         result.error = "directory holds no image or video files"
         return result, []
-    kind = media_kind(path)
+    # By content first (a PNG named .mp4 is an image), then by name.
+    kind = sniff_kind(path) or media_kind(path)
     # An unknown extension: try it as an image, then as a video.
     kinds = [kind] if kind else [IMAGE, VIDEO]
     for candidate in kinds:

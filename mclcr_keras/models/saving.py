@@ -15,6 +15,7 @@ size = model_image_size(model)  # 256 for a model of the paper's size
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -54,6 +55,11 @@ def load_model(path: str | os.PathLike):
         raise FileNotFoundError(f"model not found: {path}")
     if path.is_dir() or path.suffix.lower() not in KERAS_SUFFIXES:
         raise ValueError(f"expected a Keras model file (.keras), got {path}")
+    if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+        # Keras itself says "File not found" for a truncated or foreign file.
+        reason = "not a complete .keras zip archive: truncated, or another kind of file"
+        raise ValueError(f"could not load Keras model {path}: not a readable Keras model file "
+                         f"({reason})") from None
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # keras raises many types; the user needs the file and the cause

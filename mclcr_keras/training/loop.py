@@ -46,6 +46,7 @@ from mclcr_keras.training.run_dir import (
     CONFIG_FILE,
     HISTORY_FILE,
     LOG_DIR,
+    RunLock,
     RunState,
     resume_point,
     tidy_run_dir,
@@ -100,9 +101,20 @@ def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
     # A resumed run draws a fresh training stream, not the one its first epochs saw.
     seed = None if options["seed"] is None else options["seed"] + 1000 * epochs_done
 
-    val = make_dataset(records, VAL, batch_size=batch, training=False, image_size=size)
-    val, val_steps, val_frames = replica_safe_batches(val, sum(val_counts.values()), batch,
-                                                      replicas)
+    missing = [name for name, count in val_counts.items() if count == 0]
+    if missing:
+        raise UsageError(f"the val split of {records} holds no {' or '.join(missing)} frames: "
+                         "best.keras and the learning-rate schedule need both classes")
+    if options["validation_steps"]:
+        # A subset must hold both classes: real and fake alternate, the same frames every epoch
+        # (the full pass reads real shards, then fake shards, so its first batches are real).
+        val = make_dataset(records, VAL, batch_size=batch, training=False, balanced=True,
+                           image_size=size)
+        val_total = 2 * min(val_counts.values())
+    else:
+        val = make_dataset(records, VAL, batch_size=batch, training=False, image_size=size)
+        val_total = sum(val_counts.values())
+    val, val_steps, val_frames = replica_safe_batches(val, val_total, batch, replicas)
     if options["validation_steps"]:
         if options["validation_steps"] > val_steps:
             logger.warning("--validation-steps %d exceeds the %d batches of the val split; "
@@ -216,6 +228,14 @@ def train(config: TrainConfig, command: str = "") -> TrainOutcome:
 
 
 def _train(config: TrainConfig, command: str) -> TrainOutcome:
+    # One process per run folder. Multi-worker: the chief locks it, once it knows it is chief.
+    if config.distribute == "multiworker":
+        return _train_locked(config, command)
+    with RunLock(config.out):
+        return _train_locked(config, command)
+
+
+def _train_locked(config: TrainConfig, command: str) -> TrainOutcome:
     options = config.record()
     run_dir = config.out
     saved, state = resume_point(run_dir, options, config.epochs)
@@ -230,6 +250,9 @@ def _train(config: TrainConfig, command: str) -> TrainOutcome:
 
     strategy, description = make_strategy(config.distribute)
     chief = is_chief(strategy)
+    if chief and config.distribute == "multiworker":
+        lock = RunLock(run_dir)
+        lock.acquire()  # released when this process ends
     replicas = strategy.num_replicas_in_sync
     if config.batch_size % (2 * replicas):
         raise UsageError(

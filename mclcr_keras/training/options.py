@@ -29,6 +29,7 @@ from typing import Any
 from mclcr_keras.data.schema import LABEL_NAMES, shard_pattern
 from mclcr_keras.data.splits import TRAIN, VAL
 from mclcr_keras.errors import UsageError
+from mclcr_keras.files import check_output_dir
 from mclcr_keras.models.config import VARIANTS
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
@@ -123,8 +124,7 @@ class TrainConfig:
                 "--distribute multiworker needs the TF_CONFIG environment variable (the cluster "
                 "and this worker's task); see docs/training.md"
             )
-        if os.path.exists(self.out) and not os.path.isdir(self.out):
-            raise UsageError(f"--out {self.out} exists and is not a directory")
+        check_output_dir(self.out, "--out")
         check_records(self.records)
 
     def record(self) -> dict[str, Any]:

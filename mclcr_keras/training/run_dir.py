@@ -34,6 +34,59 @@ CHECKPOINT_DIR = "checkpoints"
 LAST_MODEL = "last.keras"
 BEST_MODEL = "best.keras"
 STATE_FORMAT = 1
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive OS lock on a run folder (``RUN_DIR/.lock``, `fcntl.flock`).
+
+    Two trainings in one run folder would interleave their logs and overwrite each other's
+    checkpoints; the second one is refused with `UsageError` naming the holder's PID. The kernel
+    releases the lock when its process ends, however it ends (``kill -9`` included), so a killed
+    run resumes with the same command. Creates the run folder.
+
+    Example:
+
+    ```python
+    with RunLock("runs/ffpp"):
+        ...  # this process is the only one writing runs/ffpp
+    ```
+    """
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, LOCK_FILE)
+        self._handle = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise UsageError(f"--out {os.path.dirname(self.path)} is in use by another training "
+                             f"(PID {holder}); wait for it, or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file releases the lock
+            self._handle = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 @dataclasses.dataclass
@@ -133,7 +186,8 @@ def read_run_config(run_dir: str) -> dict[str, Any] | None:
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.exists(path):
         # *.tmp: config.json being written by the chief of a multi-worker run right now.
-        if [name for name in os.listdir(run_dir) if not name.endswith(".tmp")]:
+        if [name for name in os.listdir(run_dir)
+                if not name.endswith(".tmp") and name != LOCK_FILE]:
             raise UsageError(
                 f"--out {run_dir} is not empty and holds no {CONFIG_FILE} of a training run; "
                 "choose a new or empty folder"

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from mclcr_keras import cli
 from mclcr_keras.errors import UsageError
+from mclcr_keras.files import check_output_file
 
 
 def build_parser() -> cli.Parser:
@@ -88,6 +89,7 @@ def build_parser() -> cli.Parser:
 def _check_out(path: str) -> None:
     if not path.lower().endswith(".png"):
         raise UsageError(f"--out must be a .png file, received {path}")
+    check_output_file(path, "--out")
 
 
 def _spectra(args) -> str:

@@ -6,7 +6,7 @@ import csv
 import os
 from collections.abc import Sequence
 
-from mclcr_keras.data.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from mclcr_keras.data.media import IMAGE, VIDEO, media_kind, sniff_kind
 from mclcr_keras.data.schema import LABEL_NAMES
 from mclcr_keras.data.sources.base import Item, SourceError, file_stem, natural_key
 from mclcr_keras.data.splits import DEFAULT_FRACTIONS, SPLITS, hash_split
@@ -35,13 +35,16 @@ def _walk_class_dir(class_dir: str) -> list[tuple[str, str, tuple[str, ...]]]:
         images = []
         for name in names:
             path = os.path.join(directory, name)
-            extension = os.path.splitext(name)[1].lower()
             if os.path.isdir(path):
                 walk(path, f"{relative}/{name}" if relative else name)
-            elif extension in VIDEO_EXTENSIONS:
+                continue
+            kind = media_kind(name)
+            if kind is not None:  # a media name; what it holds decides (a PNG named .mp4)
+                kind = sniff_kind(path) or kind
+            if kind == VIDEO:
                 video_id = f"{relative}/{file_stem(name)}" if relative else file_stem(name)
                 found.append(("video", video_id, (path,)))
-            elif extension in IMAGE_EXTENSIONS:
+            elif kind == IMAGE:
                 images.append(path)
         if not images:
             return

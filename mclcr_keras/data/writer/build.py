@@ -24,6 +24,7 @@ import time
 from mclcr_keras.data import schema, sources, splits
 from mclcr_keras.data.writer import merge as merging
 from mclcr_keras.data.writer import shards, tables, workers
+from mclcr_keras.data.writer.duplicates import find_duplicates
 from mclcr_keras.data.writer.options import CONTENT_OPTIONS, BuildOptions
 from mclcr_keras.errors import UsageError
 from mclcr_keras.files import read_json, write_json
@@ -51,6 +52,11 @@ def summary(info: dict, out: str) -> str:
     if totals["failed"]:
         text += f" (see {os.path.join(out, tables.FAILURES)})"
     text += f"; {totals['frames_without_face']} sampled frames had no face"
+    if info.get("duplicates"):
+        text += f"; {len(info['duplicates'])} duplicate inputs converted once"
+    if info.get("missing_classes"):
+        text += "; no " + ", no ".join(f"{' or '.join(labels)} in {split}"
+                                       for split, labels in info["missing_classes"].items())
     return text
 
 
@@ -157,13 +163,27 @@ def build(options: BuildOptions) -> dict:
         info = read_json(os.path.join(target, tables.DATASET_JSON))
         logger.info("%s is already complete", target)
         return info
+    # Duplicates over the whole listing, so that partitions agree on them.
+    items, conflicts, repeated = find_duplicates(items, threads=max(4, options.workers))
+    refused = {item.key: reason for item, reason in conflicts}
+    items = sorted([*items, *(item for item, _ in conflicts)])
     if options.num_partitions > 1:
-        items = [i for i in items if splits.partition_of(i.key, options.num_partitions)
-                 == options.partition]
-    return _convert(items, target, options)
+        def mine(key: str) -> bool:
+            return splits.partition_of(key, options.num_partitions) == options.partition
+
+        items = [i for i in items if mine(i.key)]
+        refused = {key: reason for key, reason in refused.items() if mine(key)}
+        repeated = [d for d in repeated if mine(d["key"])]
+    info = _convert(items, target, options, refused)
+    info["duplicates"] = [{k: v for k, v in d.items() if k != "key"} for d in repeated]
+    write_json(os.path.join(target, tables.DATASET_JSON), info)
+    return info
 
 
-def _convert(items: list, target: str, options: BuildOptions) -> dict:
+def _convert(items: list, target: str, options: BuildOptions,
+             refused: dict[str, str] | None = None) -> dict:
+    """Converts ``items``; those in ``refused`` (key -> reason) fail without being read."""
+    refused = refused or {}
     from tqdm import tqdm
 
     work_dir = os.path.join(target, WORK)
@@ -178,14 +198,18 @@ def _convert(items: list, target: str, options: BuildOptions) -> dict:
     if len(todo) < len(items):
         logger.info("resuming: %d of %d inputs already done", len(items) - len(todo), len(items))
     started = time.time()
-    tasks = [(item.kind, item.paths) for item in todo]
+    tasks = [(item.kind, item.paths) for item in todo if item.key not in refused]
     bar = tqdm(total=len(items), initial=len(items) - len(todo), unit="video",
                disable=options.quiet, desc="build_records", dynamic_ncols=True)
-    results, stop = workers.start(tasks, options.crop_options(), options.workers)
+    converted, stop = workers.start(tasks, options.crop_options(), options.workers)
     aborted = True
     try:
         # TensorFlow serializes in this process while the workers already convert.
-        for item, result in zip(todo, results):
+        for item in todo:
+            if item.key in refused:
+                result = {"frames": [], "sampled": 0, "failure": refused[item.key]}
+            else:
+                result = next(converted)
             video, frames = _rows(item, result)
             if result["failure"]:
                 logger.warning("%s: %s", item.input, result["failure"])

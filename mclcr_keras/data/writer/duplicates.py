@@ -8,7 +8,8 @@ a partitioned build finds them across partitions too.
 - The same content labelled real and fake is a contradiction: every input of the group fails
   (a row of ``failures.csv`` each), and none is converted.
 - The same content under one label (possibly in two splits) is converted once, as the first input
-  in listing order; the others are skipped and listed in ``dataset.json`` (``"duplicates"``).
+  in listing order (sorted by dataset, method and video id); the others are skipped and listed
+  in ``dataset.json`` (``"duplicates"``).
 
 Example:
 

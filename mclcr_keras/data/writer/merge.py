@@ -134,6 +134,9 @@ def merge_partitions(out_dir: str, shard_name) -> dict:
     arguments = dict(plan["arguments"], merged_partitions=len(plan["parts"]))
     info = dataset_info(frames, videos, failures, plan["shards"], arguments,
                         plan["schema_version"])
+    info["duplicates"] = [duplicate for part in plan["parts"] for duplicate in
+                          read_json(os.path.join(parts_root, part, DATASET_JSON)).get(
+                              "duplicates", [])]
     write_tables(out_dir, frames, videos, failures, info)
     shutil.rmtree(parts_root)
     os.remove(plan_path)

@@ -22,6 +22,7 @@ from mclcr_keras.data.schema import IMAGE_FORMATS
 from mclcr_keras.data.sources import FFPP_DEFAULT_METHODS
 from mclcr_keras.data.sources.ffpp import FFPP_COMPRESSIONS
 from mclcr_keras.errors import UsageError
+from mclcr_keras.files import check_output_dir
 
 MERGE = "merge"
 # Options that change the records: a resumed build must use the same values.
@@ -89,6 +90,7 @@ class BuildOptions:
         """One-line `UsageError` for the first bad value; checks no file but ``root``."""
         if not self.out:
             raise UsageError("--out is required")
+        check_output_dir(self.out, "--out")
         if self.is_merge:
             return
         if not self.root:

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
+import logging
 import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
 
 from mclcr_keras.data.schema import LABEL_NAMES
 from mclcr_keras.files import write_atomic, write_json
+
+logger = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ("split", "label", "dataset", "method", "compression", "video_id",
                     "frame_index", "shard", "box", "landmarks")
@@ -161,6 +164,14 @@ def _sorted(table):
     return table
 
 
+def missing_classes(counts: Mapping) -> dict[str, list[str]]:
+    """``{split: [labels without frames]}`` for every split of ``summarize``'s counts."""
+    frames = counts.get("frames", {})
+    return {split: [label for label in LABEL_NAMES if not frames[split].get(label)]
+            for split in sorted(frames)
+            if any(not frames[split].get(label) for label in LABEL_NAMES)}
+
+
 def dataset_info(
     frames: Sequence[Mapping],
     videos: Sequence[Mapping],
@@ -169,10 +180,17 @@ def dataset_info(
     arguments: Mapping,
     schema_version: int,
 ) -> dict:
-    """The content of ``dataset.json``."""
+    """The content of ``dataset.json``; a split without frames of a class is logged as a warning
+    and listed under ``"missing_classes"`` (``{split: [label, ...]}``)."""
+    counts = summarize(frames, videos, failures)
+    missing = missing_classes(counts)
+    for split, labels in missing.items():
+        logger.warning("split %s has no %s frames: training cannot validate or select a model "
+                       "on it", split, " or ".join(labels))
     return {
         "schema_version": schema_version,
-        "counts": summarize(frames, videos, failures),
+        "counts": counts,
+        "missing_classes": missing,
         "shards": _sorted({s: dict(by_label) for s, by_label in shards.items()}),
         "arguments": dict(arguments),
         "versions": library_versions(),
