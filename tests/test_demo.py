@@ -94,7 +94,8 @@ def test_stage_times_add_up_to_the_run(quick_run, summary):
     assert stages_[7]["wall_s"] < 0.5
     # Back to back: the stage times make up the run, which is main() less its set-up.
     assert sum(s["wall_s"] for s in stages_) == pytest.approx(summary["wall_s"], abs=0.5)
-    assert 0.0 <= measured - summary["wall_s"] < 2.0, (measured, summary["wall_s"])
+    # demo.json rounds to 0.1 s
+    assert -0.1 <= measured - summary["wall_s"] < 2.0, (measured, summary["wall_s"])
     assert sum(s["cpu_s"] for s in stages_) == pytest.approx(summary["cpu_s"], abs=1.0)
     assert summary["command"] == f"{runner.PROG} --out {quick_run[0]} --quick"
 
