@@ -24,7 +24,7 @@ from typing import Any
 
 from mclcr_keras.errors import UsageError
 from mclcr_keras.files import link_atomic, write_json
-from mclcr_keras.training.options import RESUMABLE_CHANGES
+from mclcr_keras.training.options import ADDED_OPTIONS, RESUMABLE_CHANGES
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.csv"
@@ -43,7 +43,8 @@ class RunLock:
     Two trainings in one run folder would interleave their logs and overwrite each other's
     checkpoints; the second one is refused with `UsageError` naming the holder's PID. The kernel
     releases the lock when its process ends, however it ends (``kill -9`` included), so a killed
-    run resumes with the same command. Creates the run folder.
+    run resumes with the same command. Creates the run folder; a start that fails before writing
+    anything else leaves no folder behind.
 
     Example:
 
@@ -56,11 +57,14 @@ class RunLock:
     def __init__(self, run_dir: str):
         self.path = os.path.join(run_dir, LOCK_FILE)
         self._handle = None
+        self._created = False
 
     def acquire(self) -> None:
         import fcntl
 
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        folder = os.path.dirname(self.path)
+        self._created = not os.path.isdir(folder)
+        os.makedirs(folder, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -77,9 +81,14 @@ class RunLock:
         self._handle = handle
 
     def release(self) -> None:
-        if self._handle is not None:
-            self._handle.close()  # closing the file releases the lock
-            self._handle = None
+        if self._handle is None:
+            return
+        folder = os.path.dirname(self.path)
+        if self._created and os.listdir(folder) == [LOCK_FILE]:  # nothing was written
+            os.remove(self.path)
+            os.rmdir(folder)
+        self._handle.close()  # closing the file releases the lock
+        self._handle = None
 
     def __enter__(self) -> RunLock:
         self.acquire()
@@ -207,9 +216,10 @@ def config_differences(saved: dict[str, Any], options: dict[str, Any]) -> list[s
     """'name: saved -> now' for every option that differs and may not change on resume.
 
     The model's other `MCLCRConfig` fields are not compared: a resumed run rebuilds the model
-    from the config.json it saved.
+    from the config.json it saved. An option missing from an older config.json
+    (`ADDED_OPTIONS`) counts as the value that run used.
     """
-    saved_options = saved.get("training", {})
+    saved_options = {**ADDED_OPTIONS, **saved.get("training", {})}
     return [
         f"{key}: {saved_options.get(key)!r} -> {options.get(key)!r}"
         for key in sorted(set(saved_options) | set(options))
