@@ -3,8 +3,8 @@
     python -m mclcr_keras.evaluate --model runs/ffpp/best.keras \\
         --records records/ffpp --records records/celebdf --split test --out runs/ffpp/eval
 
-writes ``metrics.json``, ``predictions.csv``, ``roc.png`` and, with several record sets,
-``cross_dataset.csv`` (`mclcr_keras.evaluation.report`; ``docs/evaluation.md``).
+writes ``metrics.json``, ``predictions.csv``, ``roc.png``, ``reliability.png`` and, with several
+record sets, ``cross_dataset.csv`` (`mclcr_keras.evaluation.report`; ``docs/evaluation.md``).
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ import sys
 from collections.abc import Sequence
 
 from mclcr_keras import cli
+from mclcr_keras.evaluation.options import DEFAULTS, EvaluateOptions
 
 
 def build_parser() -> cli.Parser:
     parser = cli.make_parser(
         "evaluate",
         "Score every frame of a split of one or several record sets and write metrics.json "
-        "(frame ACC/AUC/EER/AP, video AUC/ACC, per-method AUC), predictions.csv (one row per "
-        "frame), roc.png, and with several --records a cross-dataset table "
-        "(cross_dataset.csv). See docs/evaluation.md.",
+        "(frame ACC/AUC/EER/AP with Brier score and ECE, video AUC/ACC, bootstrap 95% "
+        "intervals of both AUCs, per-method AUC), predictions.csv (one row per frame), roc.png, "
+        "reliability.png, and with several --records a cross-dataset table (cross_dataset.csv). "
+        "See docs/evaluation.md.",
     )
     parser.add_argument(
         "--model", required=True,
@@ -33,23 +35,43 @@ def build_parser() -> cli.Parser:
              "cross-dataset table, e.g. --records records/ffpp --records records/celebdf",
     )
     parser.add_argument(
-        "--split", default="test",
-        help="split to evaluate (default: test). Select checkpoints on val, during training",
+        "--split", default=DEFAULTS.split,
+        help="split to evaluate (default: %(default)s). Select checkpoints on val, during "
+             "training",
     )
     parser.add_argument("--out", required=True, help="output directory for the report files")
     parser.add_argument(
         "--name", action="extend", nargs="+", default=None, metavar="NAME",
         help="one display name per --records, in order (default: the directory names)",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per model call")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                        help="frames per model call (default: %(default)s)")
     parser.add_argument(
-        "--threshold", type=float, default=0.5,
-        help="probability above which a frame/video counts as fake, for ACC (default 0.5)",
+        "--threshold", type=float, default=DEFAULTS.threshold,
+        help="probability above which a frame/video counts as fake, for ACC "
+             "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bootstrap", type=int, default=DEFAULTS.bootstrap, metavar="N",
+        help="resamples of the 95%% intervals of frame and video AUC; videos are resampled "
+             "(real and fake separately), 0 turns the intervals off (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bootstrap-seed", type=int, default=DEFAULTS.bootstrap_seed, metavar="SEED",
+        help="seed of the bootstrap resamples (default: %(default)s)",
     )
     return parser
 
 
+def options_from_args(args) -> EvaluateOptions:
+    return EvaluateOptions(split=args.split, batch_size=args.batch_size,
+                           threshold=args.threshold, bootstrap=args.bootstrap,
+                           bootstrap_seed=args.bootstrap_seed)
+
+
 def command(args) -> None:
+    import dataclasses
+
     import pandas as pd
     import tensorflow as tf
 
@@ -58,8 +80,8 @@ def command(args) -> None:
 
     try:
         report = reporting.evaluate(
-            args.model, args.records, args.out, split=args.split, names=args.name,
-            batch_size=args.batch_size, threshold=args.threshold,
+            args.model, args.records, args.out, names=args.name,
+            **dataclasses.asdict(options_from_args(args)),
         )
     except (FileNotFoundError, ValueError) as error:  # checked before any frame is scored
         raise UsageError(cli.one_line(error)) from None
@@ -80,6 +102,7 @@ def check(args) -> None:
     from mclcr_keras.errors import UsageError
     from mclcr_keras.files import check_output_dir
 
+    options_from_args(args).validate()
     check_output_dir(args.out, "--out")
     for records in args.records:
         if "://" not in records and not os.path.isdir(records):

@@ -1,9 +1,10 @@
 """python -m mclcr_keras.evaluate (`mclcr_keras.evaluation`) on tiny records written with the
 schema and the shared tiny MC-LCR (`tiny_model_path`, its logit bias centred on these records).
 
-Every number in metrics.json is recomputed here from predictions.csv with scikit-learn and pandas,
-and predictions.csv is checked against the model's own predictions on the images read back from
-the records.
+Every number in metrics.json is recomputed here from predictions.csv with scikit-learn, NumPy and
+pandas (the bootstrap intervals from the same video draws, `video_resample_counts`, with a
+pairwise AUC on the explicitly resampled frames), and predictions.csv is checked against the
+model's own predictions on the images read back from the records.
 """
 
 import contextlib
@@ -15,10 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow as tf
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
 from mclcr_keras import evaluate
 from mclcr_keras.data import schema
+from mclcr_keras.metrics import video_resample_counts
 
 SIZE = 64
 FRAMES = 3
@@ -127,7 +129,8 @@ def model_path(tiny_model):
 def single_run(tmp_path_factory, model_path, records):
     out = tmp_path_factory.mktemp("eval_single")
     status = evaluate.main(["--model", model_path, "--records", records["ffpp"], "--out",
-                            str(out), "--batch-size", "4"])
+                            str(out), "--batch-size", "4", "--bootstrap", "400",
+                            "--bootstrap-seed", "7"])
     assert status == 0
     return out
 
@@ -262,11 +265,101 @@ def test_two_record_sets_give_a_cross_dataset_table(cross_run):
     assert list(celeb["per_method"]) == ["Celeb-synthesis"]
     assert celeb["frame"]["n_real"] == 6
     assert "FF++" in printed and "Celeb-DF" in printed and "frame_auc" in printed
+    # The 95% intervals (default 1000 resamples, seed 0) in metrics.json, the CSV and the print.
+    assert report["bootstrap"]["resamples"] == 1000 and report["bootstrap"]["seed"] == 0
+    for name, group in predictions.groupby("records"):
+        reference = _bootstrap_reference(group, 1000, 0)
+        for level in ("frame", "video"):
+            interval = report["records"][name][level]["auc_ci95"]
+            np.testing.assert_allclose(interval, reference[level], atol=1e-12)
+            assert table.loc[name, f"{level}_auc_ci95_low"] == pytest.approx(interval[0])
+            assert table.loc[name, f"{level}_auc_ci95_high"] == pytest.approx(interval[1])
+            assert f"[{interval[0]:.4f}, {interval[1]:.4f}]" in printed
+        assert table.loc[name, "brier"] == pytest.approx(
+            brier_score_loss(group["label"], group["probability"]))
+        assert table.loc[name, "ece"] == pytest.approx(
+            _histogram_ece(group["label"], group["probability"]))
+    assert "frame_auc_ci95" in printed and "video_auc_ci95" in printed
+    png = (cross_run / "reliability.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _bootstrap_reference(group: pd.DataFrame, resamples: int, seed: int) -> dict:
+    """Percentile intervals recomputed from predictions.csv: the videos in order of first
+    appearance, the replicates' draw counts, and a pairwise AUC on the repeated rows."""
+    code, _ = pd.factorize(group["dataset"] + "/" + group["method"] + "/" + group["video_id"])
+    y, p = group["label"].to_numpy(), group["probability"].to_numpy()
+    videos = pd.DataFrame({"code": code, "y": y, "p": p}).groupby("code").agg(
+        y=("y", "first"), p=("p", "mean"))
+    counts = video_resample_counts(videos["y"].to_numpy(), resamples, seed)
+    frame, video = [], []
+    for row in counts:
+        frame.append(_pairwise_auc(np.repeat(y, row[code]), np.repeat(p, row[code])))
+        video.append(_pairwise_auc(np.repeat(videos["y"], row), np.repeat(videos["p"], row)))
+    return {"frame": np.percentile(frame, [2.5, 97.5]), "video": np.percentile(video, [2.5, 97.5])}
+
+
+def _pairwise_auc(y, p) -> float:
+    """P(fake > real) + P(tie) / 2 over every real x fake pair (roc_auc_score, but 50x faster on
+    these few rows; tests/test_intervals.py checks the replicates against roc_auc_score)."""
+    y, p = np.asarray(y), np.asarray(p)
+    fake, real = p[y == 1][:, None], p[y == 0][None, :]
+    return float(np.mean((fake > real) + 0.5 * (fake == real)))
+
+
+def _histogram_ece(y, p) -> float:
+    fakes, _ = np.histogram(p, bins=15, range=(0, 1), weights=np.asarray(y, float))
+    mass, _ = np.histogram(p, bins=15, range=(0, 1), weights=p)
+    return float(np.abs(fakes - mass).sum() / len(p))
+
+
+@pytest.mark.slow
+def test_intervals_and_calibration_match_the_predictions(single_run):
+    predictions = pd.read_csv(single_run / "predictions.csv", dtype={"video_id": str})
+    report = json.loads((single_run / "metrics.json").read_text())
+    assert report["bootstrap"] == {"resamples": 400, "seed": 7, "confidence": 0.95,
+                                   "unit": "video", "stratified": True, "interval": "percentile"}
+    assert report["calibration"] == {"ece_bins": 15}
+    result = report["records"]["ffpp"]
+    reference = _bootstrap_reference(predictions, 400, 7)
+    for level in ("frame", "video"):
+        np.testing.assert_allclose(result[level]["auc_ci95"], reference[level], atol=1e-12)
+        low, high = result[level]["auc_ci95"]
+        assert 0.0 <= low <= high <= 1.0
+    y, p = predictions["label"].to_numpy(), predictions["probability"].to_numpy()
+    assert result["frame"]["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    assert result["frame"]["ece"] == pytest.approx(_histogram_ece(y, p), abs=1e-12)
+    count, edges = np.histogram(p, bins=15, range=(0, 1))
+    assert result["reliability"]["count"] == count.tolist()
+    np.testing.assert_allclose(result["reliability"]["edges"], edges)
+    png = (single_run / "reliability.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_without_bootstrap_the_table_and_json_say_so():
+    """--bootstrap 0: evaluate_predictions gives None intervals (tests/test_metrics.py), JSON
+    writes null, the cross-dataset table NaN bounds and the printed table "-"."""
+    from mclcr_keras.evaluation import protocol, report
+
+    rows = [("ffpp", m, f"{v}", 0, int(m != "original"), p)
+            for m, v, p in [("original", 0, 0.2), ("original", 1, 0.6), ("Deepfakes", 2, 0.7),
+                            ("Deepfakes", 3, 0.4)]]
+    df = pd.DataFrame(rows, columns=KEY + ["label", "probability"])
+    result = protocol.evaluate_predictions(df, bootstrap=0)
+    assert report._json_ready(result)["frame"]["auc_ci95"] is None
+    table = protocol.cross_dataset_table({"off": result, "on": protocol.evaluate_predictions(df)})
+    assert table.loc["off", ["frame_auc_ci95_low", "video_auc_ci95_high"]].isna().all()
+    lines = report.format_table(table).splitlines()
+    off, on = (next(line for line in lines if line.startswith(name)) for name in ("off", "on"))
+    assert off.split()[1:4] == ["0.7500", "-", "0.7500"]
+    assert "[" in on and "-" not in on.split()[2]
 
 
 @pytest.mark.parametrize(
     "case, message",
     [
+        ("bootstrap", "evaluate: error: --bootstrap must be an integer >= 0 (0 turns it off), "
+                      "got -5"),
         ("missing_model", "evaluate: error: model not found: "),
         ("missing_split", "evaluate: error: split directory not found: "),
         ("missing_records", "evaluate: error: records directory not found: "),
@@ -279,6 +372,7 @@ def test_errors_are_one_line(case, message, tmp_path, records, capsys):
     model_path = str(tmp_path / "never_loaded.keras")
     (tmp_path / "never_loaded.keras").write_text("not a model")
     argv = {
+        "bootstrap": ["--model", model_path, "--records", records["ffpp"], "--bootstrap", "-5"],
         "missing_model": ["--model", str(tmp_path / "nope.keras"), "--records", records["ffpp"]],
         "missing_split": ["--model", model_path, "--records", records["ffpp"], "--split", "train"],
         "missing_records": ["--model", model_path, "--records", str(tmp_path / "none")],

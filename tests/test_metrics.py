@@ -1,4 +1,5 @@
-"""mclcr_keras.metrics and the protocol built on it (mclcr_keras.evaluation.protocol) against
+"""mclcr_keras.metrics (detection metrics; calibration and intervals in test_calibration.py and
+test_intervals.py) and the protocol built on it (mclcr_keras.evaluation.protocol) against
 scikit-learn, pandas and brute-force NumPy references."""
 
 import logging
@@ -7,7 +8,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    roc_auc_score,
+    roc_curve,
+)
 
 from mclcr_keras import metrics as M
 from mclcr_keras.evaluation import protocol
@@ -309,10 +315,44 @@ def test_cross_dataset_table():
     }
     table = protocol.cross_dataset_table(results)
     assert list(table.index) == ["ffpp", "celebdf"]
-    assert list(table.columns) == ["frame_auc", "video_auc", "eer", "ap", "acc", "n_frames",
-                                   "n_videos"]
+    assert list(table.columns) == ["frame_auc", "frame_auc_ci95_low", "frame_auc_ci95_high",
+                                   "video_auc", "video_auc_ci95_low", "video_auc_ci95_high",
+                                   "eer", "ap", "acc", "brier", "ece", "n_frames", "n_videos"]
     assert table.loc["celebdf", "video_auc"] == results["celebdf"]["video"]["auc"]
     assert table.loc["ffpp", "eer"] == results["ffpp"]["frame"]["eer"]
+    assert table.loc["ffpp", "brier"] == results["ffpp"]["frame"]["brier"]
+    assert table.loc["ffpp", "ece"] == results["ffpp"]["frame"]["ece"]
+    for level in ("frame", "video"):
+        low, high = results["celebdf"][level]["auc_ci95"]
+        assert table.loc["celebdf", f"{level}_auc_ci95_low"] == low
+        assert table.loc["celebdf", f"{level}_auc_ci95_high"] == high
     assert table.loc["ffpp", "n_videos"] == 18
     with pytest.raises(ValueError, match="'x' is not an evaluate_predictions"):
         protocol.cross_dataset_table({"x": {"auc": 1.0}})
+    # Without bootstrap the bounds are NaN; the printed table shows "-" for the interval.
+    off = protocol.cross_dataset_table(
+        {"ffpp": protocol.evaluate_predictions(df[df["dataset"] == "ffpp"], bootstrap=0)})
+    assert off[["frame_auc_ci95_low", "video_auc_ci95_high"]].isna().all().all()
+    assert off.loc["ffpp", "frame_auc"] == table.loc["ffpp", "frame_auc"]
+
+
+def test_evaluate_predictions_adds_calibration_and_intervals():
+    df = make_predictions()
+    r = protocol.evaluate_predictions(df, bootstrap=300, seed=4)
+    y, p = df["label"].to_numpy(), df["probability"].to_numpy()
+    assert r["frame"]["brier"] == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+    assert r["frame"]["ece"] == pytest.approx(M.expected_calibration_error(y, p), abs=1e-12)
+    for level in ("frame", "video"):
+        low, high = r[level]["auc_ci95"]
+        assert low <= r[level]["auc"] <= high
+    again = protocol.evaluate_predictions(df, bootstrap=300, seed=4)
+    assert again["frame"]["auc_ci95"] == r["frame"]["auc_ci95"]
+    # Intervals at the record-set level only; calibration in every frame entry.
+    assert "auc_ci95" not in r["per_dataset"]["ffpp"]["frame"]
+    ff = df[df["dataset"] == "ffpp"]
+    assert r["per_dataset"]["ffpp"]["frame"]["brier"] == pytest.approx(
+        brier_score_loss(ff["label"], ff["probability"]), abs=1e-12)
+    off = protocol.evaluate_predictions(df, bootstrap=0)
+    assert off["frame"]["auc_ci95"] is None and off["video"]["auc_ci95"] is None
+    real_only = protocol.evaluate_predictions(df[df["label"] == 0])
+    assert real_only["frame"]["auc_ci95"] is None and real_only["video"]["auc_ci95"] is None

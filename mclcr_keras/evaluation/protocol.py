@@ -1,8 +1,9 @@
 """The field's evaluation protocol on a predictions table: frame, video, per-method, per-dataset.
 
 A predictions table has one row per scored frame (`PREDICTION_COLUMNS`); `evaluate_predictions`
-computes every metric of ``metrics.json`` from it with `mclcr_keras.metrics`, and
-`cross_dataset_table` puts several record sets side by side (``cross_dataset.csv``).
+computes every metric of ``metrics.json`` from it with `mclcr_keras.metrics` (detection,
+calibration, bootstrap intervals of the AUCs), and `cross_dataset_table` puts several record sets
+side by side (``cross_dataset.csv``).
 
 Example:
 
@@ -10,9 +11,11 @@ Example:
 ...     "dataset": "ffpp", "method": ["original", "original", "Deepfakes", "Deepfakes"],
 ...     "video_id": ["000", "001", "000_003", "001_002"], "frame_index": 0,
 ...     "label": [0, 0, 1, 1], "probability": [0.2, 0.6, 0.7, 0.4]})
->>> result = evaluate_predictions(predictions)
+>>> result = evaluate_predictions(predictions, bootstrap=200)
 >>> result["frame"]["auc"], result["video"]["n_videos"], sorted(result["per_method"])
 (0.75, 4, ['Deepfakes'])
+>>> round(result["frame"]["brier"], 4), result["frame"]["auc_ci95"]
+(0.2125, [0.0, 1.0])
 >>> table = cross_dataset_table({"ffpp": result})
 >>> list(table.index), float(table.loc["ffpp", "frame_auc"]), int(table.loc["ffpp", "n_frames"])
 (['ffpp'], 0.75, 4)
@@ -23,12 +26,21 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mclcr_keras.metrics import frame_metrics, per_method_auc, video_metrics
+from mclcr_keras.evaluation.options import CONFIDENCE, DEFAULTS
+from mclcr_keras.metrics import (
+    auc_intervals,
+    calibration_metrics,
+    frame_metrics,
+    per_method_auc,
+    video_metrics,
+)
 
 # What evaluate_predictions needs of a predictions table (predictions.csv has more columns).
 PREDICTION_COLUMNS = ("dataset", "method", "video_id", "frame_index", "label", "probability")
 VIDEO_KEY_COLUMNS = ("dataset", "method", "video_id")
-TABLE_COLUMNS = ("frame_auc", "video_auc", "eer", "ap", "acc")
+# The float columns of the cross-dataset table (then n_frames, n_videos).
+TABLE_COLUMNS = ("frame_auc", "frame_auc_ci95_low", "frame_auc_ci95_high", "video_auc",
+                 "video_auc_ci95_low", "video_auc_ci95_high", "eer", "ap", "acc", "brier", "ece")
 
 __all__ = ["PREDICTION_COLUMNS", "TABLE_COLUMNS", "VIDEO_KEY_COLUMNS", "cross_dataset_table",
            "evaluate_predictions"]
@@ -58,25 +70,31 @@ def _evaluate_subset(df: pd.DataFrame, threshold: float) -> dict:
     p = df["probability"].to_numpy(dtype=np.float64)
     keys = df[list(VIDEO_KEY_COLUMNS)].astype(str)
     return {
-        "frame": frame_metrics(y, p, threshold),
+        "frame": {**frame_metrics(y, p, threshold), **calibration_metrics(y, p)},
         "video": video_metrics(keys, y, p, threshold),
         "per_method": per_method_auc(df["method"].astype(str), y, p, video_keys=keys),
     }
 
 
-def evaluate_predictions(df: pd.DataFrame, threshold: float = 0.5) -> dict:
-    """All metrics of a predictions table (what ``metrics.json`` holds).
+def evaluate_predictions(df: pd.DataFrame, threshold: float = DEFAULTS.threshold, *,
+                         bootstrap: int = DEFAULTS.bootstrap,
+                         seed: int = DEFAULTS.bootstrap_seed) -> dict:
+    """All metrics of a predictions table (what ``metrics.json`` holds per record set).
 
     Args:
         df: one row per frame with columns ``dataset, method, video_id, frame_index, label,
             probability`` (other columns are ignored).
         threshold: decision threshold for ACC at frame and video level.
+        bootstrap: stratified video resamples of the AUC intervals (0: no intervals).
+        seed: seed of the resamples.
 
     Returns:
         ``{"frame": {...}, "video": {...}, "per_method": {method: {"frame_auc", "n_frames",
         "video_auc", "n_videos"}}, "per_dataset": {dataset: {"frame", "video", "per_method"}}}``.
         The top level covers the whole table (per-method: each fake method against every real
-        frame of the table); ``per_dataset`` repeats the evaluation inside each dataset.
+        frame of the table); ``per_dataset`` repeats the evaluation inside each dataset. Every
+        ``frame`` holds ``brier`` and ``ece``; the top level's ``frame`` and ``video`` hold
+        ``auc_ci95``, ``[low, high]`` or None (``bootstrap=0``, or a class missing).
 
     Example:
 
@@ -88,6 +106,13 @@ def evaluate_predictions(df: pd.DataFrame, threshold: float = 0.5) -> dict:
     """
     _check_table(df)
     result = _evaluate_subset(df, threshold)
+    intervals = auc_intervals(
+        df[list(VIDEO_KEY_COLUMNS)].astype(str), df["label"].to_numpy(),
+        df["probability"].to_numpy(dtype=np.float64), resamples=bootstrap, seed=seed,
+        confidence=CONFIDENCE,
+    )
+    result["frame"]["auc_ci95"] = intervals["frame"]
+    result["video"]["auc_ci95"] = intervals["video"]
     result["per_dataset"] = {
         str(name): _evaluate_subset(group, threshold)
         for name, group in df.groupby(df["dataset"].astype(str), sort=True)
@@ -102,8 +127,9 @@ def cross_dataset_table(results: dict[str, dict]) -> pd.DataFrame:
         results: ``{name: evaluate_predictions(...)}``, e.g. ``{"ffpp": ..., "celebdf": ...}``.
 
     Returns:
-        A DataFrame indexed by name with columns ``frame_auc, video_auc, eer, ap, acc, n_frames,
-        n_videos``.
+        A DataFrame indexed by name with columns `TABLE_COLUMNS` (AUCs with the bounds of their
+        95% intervals, NaN without; EER, AP, ACC, Brier and ECE at frame level), then
+        ``n_frames, n_videos``.
 
     Example:
 
@@ -120,14 +146,22 @@ def cross_dataset_table(results: dict[str, dict]) -> pd.DataFrame:
             raise ValueError(
                 f"result {name!r} is not an evaluate_predictions() dict (needs 'frame' and 'video')"
             ) from None
+        frame_ci = frame.get("auc_ci95") or (np.nan, np.nan)
+        video_ci = video.get("auc_ci95") or (np.nan, np.nan)
         rows.append(
             {
                 "name": name,
                 "frame_auc": frame["auc"],
+                "frame_auc_ci95_low": frame_ci[0],
+                "frame_auc_ci95_high": frame_ci[1],
                 "video_auc": video["auc"],
+                "video_auc_ci95_low": video_ci[0],
+                "video_auc_ci95_high": video_ci[1],
                 "eer": frame["eer"],
                 "ap": frame["ap"],
                 "acc": frame["acc"],
+                "brier": frame.get("brier", np.nan),
+                "ece": frame.get("ece", np.nan),
                 "n_frames": frame["n"],
                 "n_videos": video["n_videos"],
             }

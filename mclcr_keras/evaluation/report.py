@@ -11,9 +11,12 @@ Every frame of `<records>/<split>/` is scored once, in a deterministic order. Ou
   probability, logit;
 - `metrics.json`: per record set, frame ACC/AUC/EER/AP, video AUC/ACC (mean frame probability per
   (dataset, method, video_id)), per-method AUC against the real samples, per dataset
-  (`mclcr_keras.evaluation.protocol.evaluate_predictions`), and the cross-dataset rows; NaN is
-  written `null`;
+  (`mclcr_keras.evaluation.protocol.evaluate_predictions`), frame Brier score and ECE, bootstrap
+  95% intervals of frame and video AUC (stratified video resamples), the reliability bins, and
+  the cross-dataset rows; NaN is written `null`;
 - `roc.png`: one frame-level ROC curve per record set;
+- `reliability.png`: the reliability diagram (fake fraction against mean probability per ECE
+  bin) with the frames per bin, one curve per record set;
 - `cross_dataset.csv` (several record sets): one row per set; the table is printed in any case.
 
 `--split` defaults to `test`: model selection uses `val` during training (`mclcr_keras.training`),
@@ -34,8 +37,11 @@ import pandas as pd
 from mclcr_keras.data import pipeline
 from mclcr_keras.data.records import count_records, list_shards
 from mclcr_keras.evaluation import protocol
+from mclcr_keras.evaluation.options import DEFAULTS, EvaluateOptions
 from mclcr_keras.files import write_json
 from mclcr_keras.inference.scorer import load_scorer
+from mclcr_keras.metrics import ECE_BINS, reliability_bins
+from mclcr_keras.viz.reliability import reliability_plot
 from mclcr_keras.viz.roc import roc_curve_plot
 
 logger = logging.getLogger(__name__)
@@ -45,6 +51,7 @@ PREDICTION_COLUMNS = ("records", *protocol.PREDICTION_COLUMNS, "logit")
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 ROC_FILE = "roc.png"
+RELIABILITY_FILE = "reliability.png"
 CROSS_DATASET_FILE = "cross_dataset.csv"
 TABLE_FLOAT_COLUMNS = protocol.TABLE_COLUMNS
 
@@ -117,10 +124,12 @@ def evaluate(
     records: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     *,
-    split: str = "test",
+    split: str = DEFAULTS.split,
     names: Sequence[str] | None = None,
-    batch_size: int = 32,
-    threshold: float = 0.5,
+    batch_size: int = DEFAULTS.batch_size,
+    threshold: float = DEFAULTS.threshold,
+    bootstrap: int = DEFAULTS.bootstrap,
+    bootstrap_seed: int = DEFAULTS.bootstrap_seed,
 ) -> dict:
     """Scores each record set, writes the report files to `out` and returns the metrics dict.
 
@@ -132,13 +141,16 @@ def evaluate(
         names: one name per record set; default: the directories' base names.
         batch_size: frames per model call.
         threshold: decision threshold of frame and video ACC.
+        bootstrap: stratified video resamples of the 95% AUC intervals; 0 turns them off.
+        bootstrap_seed: seed of the resamples.
 
     Returns:
         The content of `metrics.json` (before NaN -> null).
 
     Raises:
+        UsageError: a bad option value (`EvaluateOptions.validate`).
         FileNotFoundError: missing model, records directory or split.
-        ValueError: bad arguments, or an unloadable model.
+        ValueError: bad names, or an unloadable model.
 
     Example:
 
@@ -147,6 +159,9 @@ def evaluate(
     metrics["records"]["celebdf"]["video"]["auc"]   # the cross-dataset video AUC
     ```
     """
+    options = EvaluateOptions(split=split, batch_size=batch_size, threshold=threshold,
+                              bootstrap=bootstrap, bootstrap_seed=bootstrap_seed)
+    options.validate()
     records = [str(r) for r in records]
     if not records:
         raise ValueError("give at least one --records directory")
@@ -161,10 +176,6 @@ def evaluate(
         raise ValueError(f"got {len(names)} --name for {len(records)} --records")
     if len(set(names)) != len(names):
         raise ValueError(f"--name values must be unique, got {names}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
     for records_dir in records:
         if not Path(records_dir).is_dir():
             raise FileNotFoundError(f"records directory not found: {records_dir}")
@@ -178,9 +189,12 @@ def evaluate(
         for records_dir, name in zip(records, names)
     ]
     results = {
-        name: protocol.evaluate_predictions(table, threshold)
+        name: protocol.evaluate_predictions(table, threshold, bootstrap=bootstrap,
+                                            seed=bootstrap_seed)
         for name, table in zip(names, tables)
     }
+    bins = {name: reliability_bins(table["label"].to_numpy(), table["probability"].to_numpy())
+            for name, table in zip(names, tables)}
     cross = protocol.cross_dataset_table(results)
 
     out = Path(out)
@@ -193,8 +207,10 @@ def evaluate(
         "image_size": scorer.image_size,
         "split": split,
         "threshold": threshold,
+        "bootstrap": options.bootstrap_record(),
+        "calibration": {"ece_bins": ECE_BINS},
         "records": {
-            name: {"path": str(records_dir), **results[name]}
+            name: {"path": str(records_dir), **results[name], "reliability": bins[name]}
             for records_dir, name in zip(records, names)
         },
         "cross_dataset": {name: row for name, row in cross.to_dict(orient="index").items()},
@@ -205,21 +221,38 @@ def evaluate(
         for name, table in zip(names, tables)
     }
     roc_curve_plot(curves, out / ROC_FILE, title=f"ROC, frame level ({split})")
+    reliability_plot(
+        {f"{name} ({split})": {**bins[name], "ece": results[name]["frame"]["ece"]}
+         for name in names},
+        out / RELIABILITY_FILE, title=f"Reliability, frame level ({split})",
+    )
     if len(records) > 1:
         cross.to_csv(out / CROSS_DATASET_FILE)
     return report
 
 
+def _number(value) -> str:
+    return "nan" if pd.isna(value) else f"{value:.4f}"
+
+
 def format_table(table: pd.DataFrame) -> str:
+    """The cross-dataset table as printed: 4 decimals, each AUC's interval as ``[low, high]``
+    (``-`` without bootstrap)."""
     shown = table.copy()
+    for level in ("frame", "video"):
+        low, high = shown.pop(f"{level}_auc_ci95_low"), shown.pop(f"{level}_auc_ci95_high")
+        interval = [("-" if pd.isna(lo) or pd.isna(hi) else f"[{lo:.4f}, {hi:.4f}]")
+                    for lo, hi in zip(low, high)]
+        shown.insert(shown.columns.get_loc(f"{level}_auc") + 1, f"{level}_auc_ci95", interval)
     for column in TABLE_FLOAT_COLUMNS:
-        shown[column] = shown[column].map(lambda v: "nan" if pd.isna(v) else f"{v:.4f}")
+        if column in shown:
+            shown[column] = shown[column].map(_number)
     return shown.to_string()
 
 
 def written_files(out: str | os.PathLike, record_sets: int) -> list[Path]:
     """The files `evaluate` writes into ``out`` for ``record_sets`` record sets."""
-    names = [METRICS_FILE, PREDICTIONS_FILE, ROC_FILE]
+    names = [METRICS_FILE, PREDICTIONS_FILE, ROC_FILE, RELIABILITY_FILE]
     if record_sets > 1:
         names.append(CROSS_DATASET_FILE)
     return [Path(out) / name for name in names]

@@ -5,6 +5,7 @@
 - Fig. 6, `plot_feature_maps`: channel-summed feature maps of Xception blocks 1-3 (b1, b2, b3).
 - Fig. 7, `plot_tsne`: t-SNE of the `F_E` embeddings coloured by manipulation method.
 - `roc_curve_plot`: the ROC curves of an evaluation report (``roc.png``).
+- `reliability_plot`: the reliability diagram of an evaluation report (``reliability.png``).
 
 Figures are drawn on pyplot-free matplotlib `Figure` objects (Agg), so nothing needs a display
 and the global pyplot state is untouched. The command line is ``python -m mclcr_keras.viz``
@@ -23,6 +24,7 @@ plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=1000)
 
 from mclcr_keras.viz._common import align_faces, load_model, read_rgb
 from mclcr_keras.viz.feature_maps import feature_maps_figure, plot_feature_maps, summed_feature_maps
+from mclcr_keras.viz.reliability import reliability_plot
 from mclcr_keras.viz.roc import roc_curve_plot
 from mclcr_keras.viz.spectra import (
     align_pair,
@@ -60,6 +62,7 @@ __all__ = [
     "plot_tsne",
     "read_rgb",
     "records_embeddings",
+    "reliability_plot",
     "roc_curve_plot",
     "stratified_indices",
     "summed_feature_maps",

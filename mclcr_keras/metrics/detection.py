@@ -1,14 +1,8 @@
-"""Detection metrics of the face-forgery field: frame and video ACC, AUC, EER, AP.
+"""Detection metrics of the face-forgery field: frame and video ACC, AUC, EER, AP, per method.
 
-NumPy arrays in, plain dicts out (JSON-ready floats), no TensorFlow. Conventions (see
-``docs/metrics.md``): label 0 = real, 1 = fake; scores are fake probabilities in [0, 1]; a frame is
-called fake when ``probability > threshold`` (as ``keras.metrics.BinaryAccuracy`` and DeepfakeBench
-do). Video scores are the mean frame probability per ``(dataset, method, video_id)``. Per-method
-AUC compares each fake method's frames (videos) with *all* real frames (videos) of the table, real
-being identified by label 0, never by a method name.
-
-Ranking metrics (AUC, EER, AP) are undefined when only one class is present: they are NaN and a
-warning is logged, so that an evaluation on an unbalanced subset never crashes half-way.
+Conventions in `mclcr_keras.metrics` (and ``docs/metrics.md``). Ranking metrics (AUC, EER, AP)
+are undefined when only one class is present: they are NaN and a warning is logged, so that an
+evaluation on an unbalanced subset never crashes half-way.
 
 Example:
 
@@ -161,6 +155,18 @@ def _normalize_keys(video_keys) -> list[Hashable]:
     return keys
 
 
+def _video_codes(video_keys, n_frames: int) -> tuple[dict[Hashable, int], np.ndarray]:
+    """``({key: code}, code per frame)``, codes numbered in order of first appearance."""
+    keys = _normalize_keys(video_keys)
+    if len(keys) != n_frames:
+        raise ValueError(f"got {len(keys)} video keys for {n_frames} frames")
+    index: dict[Hashable, int] = {}
+    codes = np.empty(n_frames, dtype=np.int64)
+    for i, key in enumerate(keys):
+        codes[i] = index.setdefault(key, len(index))
+    return index, codes
+
+
 def video_scores(
     video_keys: Sequence[Hashable], labels, probabilities
 ) -> tuple[list[Hashable], np.ndarray, np.ndarray]:
@@ -186,13 +192,7 @@ def video_scores(
     (['a', 'b'], [0, 1], [0.3, 0.9])
     """
     y, p = _check_inputs(labels, probabilities)
-    keys = _normalize_keys(video_keys)
-    if len(keys) != y.size:
-        raise ValueError(f"got {len(keys)} video keys for {y.size} frames")
-    index: dict[Hashable, int] = {}
-    codes = np.empty(y.size, dtype=np.int64)
-    for i, key in enumerate(keys):
-        codes[i] = index.setdefault(key, len(index))
+    index, codes = _video_codes(video_keys, y.size)
     n_videos = len(index)
     counts = np.bincount(codes, minlength=n_videos)
     video_probs = np.bincount(codes, weights=p, minlength=n_videos) / counts
