@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from mclcr_keras import cli
-from mclcr_keras.models.config import VARIANTS
+from mclcr_keras.models.config import ATTENTION_SCALES, VARIANTS
 from mclcr_keras.training.options import DISTRIBUTE, TrainConfig
 
 DEFAULTS = TrainConfig(records="", out="")
@@ -95,6 +95,14 @@ def build_parser() -> cli.Parser:
                              "every epoch; default: the whole split)")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed for weights, dropout and the data order (default: random)")
+    parser.add_argument("--no-flip", dest="flip", action="store_false", default=d.flip,
+                        help="do not mirror training images left-right at random (the flip is "
+                             "not in the paper; default: flip, as in earlier runs)")
+    parser.add_argument("--attention-scale", default=d.attention_scale,
+                        choices=ATTENTION_SCALES,
+                        help="amplitude-phase attention logits times 1/sqrt(D/heads) ('head', "
+                             "1/8 at P=16, 4 heads) or 1/sqrt(D) ('model', 1/16, Eq. 5 as "
+                             "printed) (default: %(default)s)")
     return parser
 
 

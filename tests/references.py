@@ -85,10 +85,11 @@ def mixer_block(x, block, activation=gelu) -> np.ndarray:
 # ------------------------------------------------------------------------------ attention
 
 
-def multi_head_attention(query, value, mha) -> np.ndarray:
+def multi_head_attention(query, value, mha, scale=None) -> np.ndarray:
     """Scaled dot-product attention per head with the kernels and biases of a Keras
     `MultiHeadAttention` (``query_dense``, ``key_dense``, ``value_dense``: ``(D, H, K)``;
-    ``output_dense``: ``(H, K, D)``); keys and values both come from ``value``."""
+    ``output_dense``: ``(H, K, D)``); keys and values both come from ``value``. The logits are
+    multiplied by ``scale``, ``None`` meaning 1/sqrt(K)."""
 
     def project(x, layer):
         return np.einsum("bnd,dhk->bnhk", _f64(x), _f64(layer.kernel)) + _f64(layer.bias)
@@ -96,7 +97,9 @@ def multi_head_attention(query, value, mha) -> np.ndarray:
     q = project(query, mha.query_dense)
     k = project(value, mha.key_dense)
     v = project(value, mha.value_dense)
-    scores = np.einsum("bqhk,bmhk->bhqm", q, k) / np.sqrt(q.shape[-1])
+    if scale is None:
+        scale = 1.0 / np.sqrt(q.shape[-1])
+    scores = np.einsum("bqhk,bmhk->bhqm", q, k) * scale
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
     probabilities = scores / scores.sum(axis=-1, keepdims=True)
     context = np.einsum("bhqm,bmhv->bqhv", probabilities, v)
@@ -104,16 +107,18 @@ def multi_head_attention(query, value, mha) -> np.ndarray:
     return np.einsum("bqhv,hvd->bqd", context, _f64(out.kernel)) + _f64(out.bias)
 
 
-def cross_attention(amplitude, phase, layer):
+def cross_attention(amplitude, phase, layer, scale=None):
     """MC-LCR's amplitude-phase cross attention: each stream queries the other, pre-norm,
     residual. ``layer`` has ``amplitude_norm``, ``phase_norm``, ``amplitude_attention`` (queries
-    from the phase) and ``phase_attention`` (queries from the amplitude). Returns ``(AT, PT)``."""
+    from the phase) and ``phase_attention`` (queries from the amplitude); ``scale`` multiplies
+    the logits (``None``: 1/sqrt(key_dim)). Returns ``(AT, PT)``."""
     amplitude, phase = _f64(amplitude), _f64(phase)
     amplitude_normed = layer_norm(amplitude, layer.amplitude_norm)
     phase_normed = layer_norm(phase, layer.phase_norm)
     at = amplitude + multi_head_attention(phase_normed, amplitude_normed,
-                                          layer.amplitude_attention)
-    pt = phase + multi_head_attention(amplitude_normed, phase_normed, layer.phase_attention)
+                                          layer.amplitude_attention, scale)
+    pt = phase + multi_head_attention(amplitude_normed, phase_normed, layer.phase_attention,
+                                      scale)
     return at, pt
 
 

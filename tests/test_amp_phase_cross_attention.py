@@ -1,4 +1,5 @@
-"""AmpPhaseCrossAttention: basics, bad arguments, NumPy multi-head attention with its weights."""
+"""AmpPhaseCrossAttention: basics, bad arguments, NumPy multi-head attention with its weights
+and either logit scale."""
 
 
 import keras
@@ -45,6 +46,12 @@ def test_config_round_trip_gives_identical_outputs():
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert restored.get_config() == layer.get_config()
     assert (restored.num_heads, restored.key_dim, restored.dropout) == (2, 6, 0.1)
+    assert restored.scale is None
+    # A config saved before `scale` existed loads with Keras' 1/sqrt(key_dim).
+    old_config = {k: v for k, v in layer.get_config().items() if k != "scale"}
+    assert AmpPhaseCrossAttention.from_config(old_config).scale is None
+    scaled = AmpPhaseCrossAttention.from_config({**layer.get_config(), "scale": 0.25})
+    assert scaled.get_config()["scale"] == 0.25
     restored(inputs)
     restored.set_weights(layer.get_weights())
     for got, want in zip(restored(inputs), layer(inputs)):
@@ -90,6 +97,9 @@ def test_keras_file_round_trip_and_gradient_step(tmp_path):
         ({"dropout": 1.0}, "received dropout=1.0"),
         ({"dropout": -0.1}, "received dropout=-0.1"),
         ({"layer_norm_epsilon": 0}, "received layer_norm_epsilon=0"),
+        ({"scale": 0}, "received scale=0"),
+        ({"scale": "model"}, "received scale='model'"),
+        ({"scale": float("inf")}, "received scale=inf"),
     ],
 )
 def test_rejects_bad_arguments(kwargs, message):
@@ -123,6 +133,23 @@ def test_matches_numpy_cross_attention(num_heads, key_dim):
     # The two streams really attend across modalities: swapping the inputs changes both outputs.
     swapped_at, _ = layer([phase, amplitude])
     assert not np.allclose(np.asarray(swapped_at), np.asarray(pt))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])  # Keras' fused path, and its explicit one
+@pytest.mark.parametrize("scale", [None, 16 ** -0.5])  # 1/sqrt(key_dim) = 1/2; 1/sqrt(D) = 1/4
+def test_logit_scale_matches_numpy(scale, dropout):
+    amplitude, phase = _inputs(4, (2, 7, 16))
+    layer = AmpPhaseCrossAttention(num_heads=4, scale=scale, dropout=dropout)
+    layer([amplitude, phase])
+    _randomise_weights(layer, 4)
+    at, pt = layer([amplitude, phase], training=False)
+    expected_at, expected_pt = cross_attention(amplitude, phase, layer, scale=scale)
+    np.testing.assert_allclose(np.asarray(at), expected_at, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(pt), expected_pt, rtol=1e-5, atol=1e-5)
+    # The two scales give different outputs on these weights: the test tells them apart.
+    other = 16 ** -0.5 if scale is None else None
+    wrong_at, _ = cross_attention(amplitude, phase, layer, scale=other)
+    assert np.abs(np.asarray(at) - wrong_at).max() > 1e-2
 
 
 def test_mixed_bfloat16_policy_reaches_the_sublayers(mixed_bfloat16):

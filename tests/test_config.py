@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from mclcr_keras.models import VARIANTS, MCLCRConfig
-from mclcr_keras.models.config import SUPCON_DENOMINATORS
+from mclcr_keras.models.config import ATTENTION_SCALES, SUPCON_DENOMINATORS
 
 
 def test_paper_defaults():
@@ -23,6 +23,20 @@ def test_paper_defaults():
     assert config.weights == "imagenet"
     assert (config.learning_rate, config.weight_decay) == (1e-3, 1e-4)
     assert (config.token_dim, config.num_patches, config.global_dim) == (256, 256, 2048)
+    assert config.attention_scale == "head" and config.attention_logit_scale is None
+
+
+def test_attention_scale():
+    assert ATTENTION_SCALES == ("head", "model")
+    assert MCLCRConfig(attention_scale="model").attention_logit_scale == 1 / 16  # 1/sqrt(P*P)
+    assert MCLCRConfig(attention_scale="model", patch_size=8,
+                       image_size=64).attention_logit_scale == 1 / 8
+    # A config saved before the field existed loads with today's per-head scaling.
+    saved = MCLCRConfig(variant="no_ssrb").to_dict()
+    del saved["attention_scale"]
+    assert MCLCRConfig.from_dict(saved).attention_scale == "head"
+    assert MCLCRConfig.from_dict(json.loads(json.dumps(
+        MCLCRConfig(attention_scale="model").to_dict()))).attention_scale == "model"
 
 
 @pytest.mark.parametrize(
@@ -91,6 +105,9 @@ def test_weights_none_string_and_local_path():
         ({"weight_decay": -1.0}, "weight_decay must be a number >= 0; got -1.0"),
         ({"bn_momentum": 1.0}, "bn_momentum must be None or in [0, 1); got 1.0"),
         ({"sync_batchnorm": "yes"}, "sync_batchnorm must be True or False; got 'yes'"),
+        ({"attention_scale": "paper"},
+         "attention_scale must be one of ('head', 'model'); got 'paper'"),
+        ({"attention_scale": None}, "attention_scale must be one of ('head', 'model'); got None"),
     ],
 )
 def test_invalid_values_raise_one_line_value_error(changes, fragment):

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from references import sigmoid
+from references import cross_attention, sigmoid
 
 from mclcr_keras.models import MCLCR, VARIANTS, MCLCRConfig, build_mclcr
 
@@ -124,3 +124,31 @@ def test_build_mclcr_arguments():
         build_mclcr(MCLCRConfig.smoke(), variant="tiny")
     with pytest.raises(ValueError, match="config must be"):
         build_mclcr("mclcr")
+
+
+@pytest.mark.parametrize("attention_scale, factor", [("head", 1 / np.sqrt(256 / 4)),
+                                                      ("model", 1 / np.sqrt(256))])
+def test_attention_scale_against_numpy(attention_scale, factor):
+    """Eq. 5's 1/sqrt(D) or each head's 1/sqrt(D/h), D = 16 * 16, h = 4, checked in NumPy."""
+    config = MCLCRConfig.smoke(attention_scale=attention_scale)
+    model = build_mclcr(config, compile=False)
+    layer = model.get_layer("amp_phase_attention")
+    rng = np.random.default_rng(5)
+    layer.set_weights([rng.normal(scale=0.15, size=w.shape).astype("float32")
+                       for w in layer.get_weights()])
+    amplitude, phase = (rng.normal(size=(2, config.num_patches, 256)).astype("float32")
+                        for _ in range(2))
+    at, pt = layer([amplitude, phase])
+    expected_at, expected_pt = cross_attention(amplitude, phase, layer, scale=factor)
+    for got, expected in ((at, expected_at), (pt, expected_pt)):  # float32 sums over D = 256
+        np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-4,
+                                   atol=1e-5 * np.abs(expected).max())
+    other = 1 / np.sqrt(256) if attention_scale == "head" else 1 / np.sqrt(64)
+    assert np.abs(np.asarray(at) - cross_attention(amplitude, phase, layer, other)[0]).max() > 1e-2
+    # The .keras config keeps the choice; one saved without the field loads as "head".
+    saved = model.get_config()
+    assert MCLCR.from_config(saved).config.attention_scale == attention_scale
+    if attention_scale == "head":
+        del saved["config"]["attention_scale"]
+        restored = MCLCR.from_config(saved)
+        assert restored.get_layer("amp_phase_attention").scale is None

@@ -165,6 +165,37 @@ def test_seeded_training_is_reproducible_and_unbalanced_mode_mixes(records):
     assert len(labels) == 18 and 0 < labels.sum() < 18
 
 
+# Global seed 0, seed 7, batches of 8, shuffle_buffer 16 on LAYOUT: the uid of each row and
+# whether it is mirrored, as make_dataset yielded them before it had a `flip` argument
+# (TensorFlow 2.21). tf.data combines its op seeds with the global seed, which the training loop
+# sets (keras.utils.set_random_seed) before it makes the stream; so does the test.
+SEED_7_UIDS = [[3, 100, 2, 106, 11, 120, 0, 112], [14, 115, 13, 114, 12, 118, 1, 116]]
+SEED_7_FLIPS = [[1, 1, 0, 1, 1, 0, 1, 0], [0, 0, 0, 0, 0, 1, 1, 1]]
+
+
+def test_flip_off_keeps_the_seeded_stream(records):
+    def batches(**kwargs):
+        tf.random.set_seed(0)
+        ds = pipeline.make_dataset(records, "train", batch_size=8, image_size=SIZE,
+                                   shuffle_buffer=16, seed=7, **kwargs)
+        return [images.numpy() for images, _ in ds.take(2)]
+
+    flipped, default, plain = batches(flip=True), batches(), batches(flip=False)
+    for images, uids, flips in zip(default, SEED_7_UIDS, SEED_7_FLIPS):
+        assert images[:, 0, 0, 2].astype(int).tolist() == uids
+        assert _is_flipped(images).astype(int).tolist() == flips
+    for with_flip, without, same in zip(flipped, plain, default):
+        np.testing.assert_array_equal(with_flip, same)
+        assert not _is_flipped(without).any()
+        # The same records in the same order: mirroring the flipped rows back gives them.
+        mirror = _is_flipped(with_flip)
+        restored = with_flip.copy()
+        restored[mirror] = restored[mirror][:, :, ::-1]
+        np.testing.assert_array_equal(restored, without)
+    with pytest.raises(ValueError, match="flip must be True or False, got 1"):
+        pipeline.make_dataset(records, "train", flip=1)
+
+
 def test_bad_arguments_and_missing_data(records, tmp_path):
     for bad in (7, 6, 2):
         with pytest.raises(ValueError, match=f"divisible by 4.*got {bad}"):

@@ -78,6 +78,8 @@ def test_help_shows_the_papers_defaults_and_the_exit_codes(capsys):
     assert "(default: 16 = 8 real + 8 fake, as in the paper)" in out
     assert "AdamW learning rate (default: 0.001)" in out
     assert "AdamW weight decay (default: 0.0001)" in out
+    assert "--no-flip do not mirror training images left-right at random" in out
+    assert "1/sqrt(D) ('model', 1/16, Eq. 5 as printed) (default: head)" in out
     assert ("Exit status: 0 done; 1 the work started and failed (e.g. a corrupt shard, a failed "
             "demo stage); 2 nothing done: bad arguments, a missing input, or an output in the "
             "way; 4 training stopped: the loss became NaN/inf (the last good epoch is kept); 130 "
@@ -95,6 +97,8 @@ def test_help_shows_the_papers_defaults_and_the_exit_codes(capsys):
          "argument --learning-rate: expected a finite number, got 'nan'"),
         (["--records", "r", "--out", "run", "--variant", "tiny"],
          "argument --variant: invalid choice: 'tiny'"),
+        (["--records", "r", "--out", "run", "--attention-scale", "paper"],
+         "argument --attention-scale: invalid choice: 'paper'"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):

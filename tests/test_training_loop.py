@@ -49,6 +49,8 @@ def test_defaults_are_the_papers():
     assert (config.variant, config.weights, config.distribute) == ("mclcr", "imagenet", "none")
     assert not config.mixed_precision
     assert (config.steps_per_epoch, config.validation_steps, config.seed) == (None, None, None)
+    # Not the paper's, but the behaviour of runs from before these options existed.
+    assert (config.flip, config.attention_scale) == (True, "head")
     assert REDUCE_LR == {"monitor": "val_loss", "factor": 0.5, "patience": 5}
 
 
@@ -91,6 +93,8 @@ def test_validate_accepts_good_options(shard_layout, tmp_path):
         ({"weights": "xception.ckpt"}, "--weights must be 'imagenet', 'none' or the path of an "
                                        "Xception .h5 weights file; got 'xception.ckpt'"),
         ({"weights": "missing.h5"}, "--weights file not found: missing.h5"),
+        ({"flip": "no"}, "flip must be True or False (--no-flip turns it off), got 'no'"),
+        ({"attention_scale": "d"}, "--attention-scale must be one of ('head', 'model'), got 'd'"),
     ],
 )
 def test_validate_rejects_bad_options_with_one_line(shard_layout, tmp_path, changes, message):
@@ -136,7 +140,8 @@ def test_record_is_what_config_json_stores(tmp_path, monkeypatch):
         "records": str(tmp_path / "records"), "variant": "no_ssrb", "epochs": 50,
         "batch_size": 16, "image_size": 256, "weights": "none", "distribute": "none",
         "mixed_precision": True, "learning_rate": 0.01, "weight_decay": 1e-4,
-        "steps_per_epoch": None, "validation_steps": None, "seed": 3,
+        "steps_per_epoch": None, "validation_steps": None, "seed": 3, "flip": True,
+        "attention_scale": "head",
     }
     json.dumps(record)  # config.json stores it as it is
     assert TrainConfig(records="gs://b/r", out="o", weights="w.h5").record()["records"] == (
@@ -146,7 +151,11 @@ def test_record_is_what_config_json_stores(tmp_path, monkeypatch):
     assert TrainConfig(records="r", out="o", weights="ImageNet").record()["weights"] == (
         "imagenet")
     assert config.model_values() == {"image_size": 256, "variant": "no_ssrb", "weights": None,
-                                     "learning_rate": 0.01, "weight_decay": 1e-4}
+                                     "learning_rate": 0.01, "weight_decay": 1e-4,
+                                     "attention_scale": "head"}
+    no_flip = TrainConfig(records="r", out="o", flip=False, attention_scale="model")
+    assert (no_flip.record()["flip"], no_flip.record()["attention_scale"]) == (False, "model")
+    assert no_flip.model_values()["attention_scale"] == "model"
 
 
 def test_options_and_run_folder_import_no_tensorflow(shard_layout):
@@ -292,6 +301,16 @@ def test_resume_point_allows_only_more_epochs_or_other_hardware(tmp_path):
     assert str(info.value) == (
         f"--out {run} holds a run with other options (learning_rate: 0.001 -> 0.01; seed: None "
         "-> 4); rerun with the same options to resume it, or choose a new --out")
+    # flip and attention_scale are compared like the other options; a config.json written
+    # before they existed holds the values its run used (flip on, per-head scale).
+    assert rd.config_differences({"training": options}, {**options, "flip": False}) == [
+        "flip: True -> False"]
+    assert rd.config_differences({"training": options}, {**options, "attention_scale": "model"}
+                                 ) == ["attention_scale: 'head' -> 'model'"]
+    older = {k: v for k, v in options.items() if k not in ("flip", "attention_scale")}
+    assert rd.config_differences({"training": older}, options) == []
+    assert rd.config_differences({"training": older}, {**options, "flip": False}) == [
+        "flip: True -> False"]
     with pytest.raises(UsageError, match=f"^--epochs 1 is fewer than the 2 epochs {run} "):
         rd.resume_point(str(run), options, 1)
     (run / rd.checkpoint_name(2)).unlink()
@@ -387,6 +406,28 @@ def test_validation_batches_never_give_a_replica_an_empty_slice():
         assert 0 <= dropped < replicas, row
         if total >= replicas * replicas:
             assert dropped == 0, row
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_the_flip_option_reaches_the_training_stream_only(flip, monkeypatch):
+    import tensorflow as tf
+
+    from mclcr_keras.data import pipeline, records
+    from mclcr_keras.training import loop
+
+    calls = []
+
+    def fake_make_dataset(*args, **kwargs):
+        calls.append(kwargs)
+        return tf.data.Dataset.range(8).batch(4)
+
+    monkeypatch.setattr(pipeline, "make_dataset", fake_make_dataset)
+    monkeypatch.setattr(records, "count_records", lambda *_: {"real": 4, "fake": 4})
+    options = TrainConfig(records="r", out="o", batch_size=4, seed=1, flip=flip).record()
+    loop.make_datasets(options, tf.distribute.get_strategy(), epochs_done=0)
+    val, train = calls  # the validation pass is made first
+    assert (train["training"], train["flip"], train["seed"]) == (True, flip, 1)
+    assert not val["training"] and "flip" not in val
 
 
 def test_one_replica_keeps_the_batches():

@@ -2,9 +2,9 @@
 
 `make_dataset` reads ``<records_dir>/<split>/<real|fake>-NNNNN-of-NNNNN.tfrecord`` and yields
 
-- training: an endless stream of shuffled, horizontally flipped batches in which every batch, and
-  each half of every batch, holds exactly as many real as fake faces (the paper trains on 8 real +
-  8 fake; a two-way ``tf.distribute`` split gives each replica its own balanced 4 + 4);
+- training: an endless stream of shuffled, horizontally flipped (unless ``flip=False``) batches in
+  which every batch, and each half of every batch, holds exactly as many real as fake faces (the
+  paper trains on 8 real + 8 fake; a two-way ``tf.distribute`` split gives each replica its own balanced 4 + 4);
 - evaluation: every frame exactly once, in a deterministic order, optionally with its metadata.
 
 Every shard is checked before reading (a cheap walk over the record headers) and counted; while
@@ -131,7 +131,7 @@ def _files(paths: list[str], counts: list[int]) -> tf.data.Dataset:
 
 
 def _check_arguments(split, batch_size, training, image_size, balanced, shuffle_buffer,
-                     num_parallel_reads) -> None:
+                     num_parallel_reads, flip) -> None:
     if not isinstance(split, str) or not split:
         raise ValueError(f"split must be a non-empty string, got {split!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -147,6 +147,8 @@ def _check_arguments(split, batch_size, training, image_size, balanced, shuffle_
         raise ValueError(f"shuffle_buffer must be a positive int, got {shuffle_buffer!r}")
     if not isinstance(num_parallel_reads, int) or num_parallel_reads < 1:
         raise ValueError(f"num_parallel_reads must be a positive int, got {num_parallel_reads!r}")
+    if not isinstance(flip, bool):
+        raise ValueError(f"flip must be True or False, got {flip!r}")
 
 
 # --- the public reader ----------------------------------------------------------------------
@@ -164,6 +166,7 @@ def make_dataset(
     seed: int | None = None,
     num_parallel_reads: int = 8,
     check_shards: bool = True,
+    flip: bool = True,
 ) -> tf.data.Dataset:
     """Batches of face crops from ``<records_dir>/<split>/<real|fake>-*.tfrecord``.
 
@@ -172,7 +175,8 @@ def make_dataset(
     time, records shuffled in a ``shuffle_buffer``, then (``balanced=True``) the two class streams
     alternate real, fake, real, fake, ... so a batch of B holds B/2 of each and so does every
     contiguous, even-sized slice starting at an even row (both halves of the batch). Images are
-    flipped horizontally at random. ``balanced=False`` mixes all shards in one shuffled stream.
+    flipped horizontally at random unless ``flip=False``. ``balanced=False`` mixes all shards in
+    one shuffled stream.
 
     Evaluation (``training=False``) reads real shards then fake shards in sorted order, every
     record exactly once, no shuffle, no flip; the last batch may be smaller. With
@@ -202,6 +206,11 @@ def make_dataset(
         check_shards: scan every shard's record framing first, and check each shard's record
             count while reading, so corrupt shards fail naming the file. Turn off only for
             remote storage where the per-record seeks are slow.
+        flip: mirror each training image left-right with probability 1/2 (an augmentation the
+            paper does not mention; ``train --no-flip`` turns it off). The coin of each record
+            is drawn whether or not it is used, so ``flip=False`` yields the same records in
+            the same order as ``flip=True`` with the same seed, only unmirrored. Evaluation
+            passes never flip.
 
     Returns:
         A ``tf.data.Dataset``, prefetched.
@@ -224,7 +233,7 @@ def make_dataset(
     if balanced is None:
         balanced = training
     _check_arguments(split, batch_size, training, image_size, balanced, shuffle_buffer,
-                     num_parallel_reads)
+                     num_parallel_reads, flip)
     deterministic = (not training) or seed is not None
     finish = _finisher(with_metadata)
 
@@ -242,7 +251,7 @@ def make_dataset(
         resize = stored is not None and stored != (image_size, image_size)
         if resize:
             logger.info("%s: resizing the stored %s crops to %d px", split, stored, image_size)
-        return _decoder(image_size, resize, flip=training, with_metadata=with_metadata)
+        return _decoder(image_size, resize, flip=training and flip, with_metadata=with_metadata)
 
     def reader(path, expected, class_id):
         return _read_shard(path, expected if check_shards else -1, class_id)

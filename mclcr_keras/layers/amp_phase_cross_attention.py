@@ -1,11 +1,36 @@
 """AmpPhaseCrossAttention: the amplitude/phase cross attention of MC-LCR (Eq. 5-8)."""
 
 
+import math
+
 import keras
 
 
 def _is_positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _is_positive_number(value) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+class _ScaledMultiHeadAttention(keras.layers.MultiHeadAttention):
+    """`keras.layers.MultiHeadAttention` with logits multiplied by `scale`, not 1/sqrt(key_dim).
+
+    Keras keeps the factor in `_inverse_sqrt_key_dim`, read by every path of `_compute_attention`
+    (the fused `ops.dot_product_attention` one and the explicit one). The weights, their names
+    and everything else are those of the stock layer.
+    """
+
+    def __init__(self, scale: float, **kwargs):
+        super().__init__(**kwargs)
+        if not hasattr(self, "_inverse_sqrt_key_dim"):  # a Keras that moved the factor
+            raise RuntimeError(
+                "this Keras version's MultiHeadAttention has no `_inverse_sqrt_key_dim`: "
+                "AmpPhaseCrossAttention(scale=...) cannot set the attention scale; use scale=None"
+            )
+        self._inverse_sqrt_key_dim = float(scale)
 
 
 @keras.saving.register_keras_serializable(package="mclcr_keras")
@@ -21,6 +46,10 @@ class AmpPhaseCrossAttention(keras.layers.Layer):
     with separate weights. Each stream's attention is queried by the other modality and attends
     over its own (pre-normalised) tokens, with a residual connection to its own input.
 
+    Each head's logits are `q . k * scale`: Keras' `1/sqrt(key_dim)` by default (the scaled
+    dot-product of Vaswani et al., per head), or a given `scale`; Eq. 5 of the paper prints
+    `1/sqrt(D)`, D the embedding width, which is `scale=D ** -0.5`.
+
     Reference: Wang et al., "MC-LCR: Multi-modal contrastive classification by locally correlated
     representations for effective face forgery detection", KBS 2022 (arXiv:2110.03290),
     Sec. 3.3, Eq. 5-8.
@@ -31,6 +60,8 @@ class AmpPhaseCrossAttention(keras.layers.Layer):
             `D // num_heads` (then D must be divisible by `num_heads`).
         dropout: float in [0, 1), dropout on the attention probabilities.
         layer_norm_epsilon: float, epsilon of the two LayerNorms.
+        scale: positive float or None, factor of the attention logits; `None` means
+            `1 / sqrt(key_dim)` (Keras' `MultiHeadAttention`, unchanged).
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).
 
     Returns:
@@ -51,6 +82,7 @@ class AmpPhaseCrossAttention(keras.layers.Layer):
         key_dim: int | None = None,
         dropout: float = 0.0,
         layer_norm_epsilon: float = 1e-6,
+        scale: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -69,8 +101,13 @@ class AmpPhaseCrossAttention(keras.layers.Layer):
                 "`layer_norm_epsilon` must be a positive number; "
                 f"received layer_norm_epsilon={layer_norm_epsilon!r}"
             )
+        if scale is not None and not _is_positive_number(scale):
+            raise ValueError(
+                f"`scale` must be a positive number or None; received scale={scale!r}"
+            )
         self.num_heads = num_heads
         self.key_dim = key_dim
+        self.scale = None if scale is None else float(scale)
         self.dropout = dropout
         self.layer_norm_epsilon = layer_norm_epsilon
 
@@ -115,22 +152,13 @@ class AmpPhaseCrossAttention(keras.layers.Layer):
         amplitude_shape, phase_shape = self._check_shapes(input_shape)
         dim = amplitude_shape[-1]
         key_dim = self.key_dim or dim // self.num_heads
-        self.amplitude_attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads,
-            key_dim=key_dim,
-            dropout=self.dropout,
-            output_shape=dim,
-            dtype=self.dtype_policy,
-            name="amplitude_attention",
-        )
-        self.phase_attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads,
-            key_dim=key_dim,
-            dropout=self.dropout,
-            output_shape=dim,
-            dtype=self.dtype_policy,
-            name="phase_attention",
-        )
+        attention, extra = keras.layers.MultiHeadAttention, {}
+        if self.scale is not None:
+            attention, extra = _ScaledMultiHeadAttention, {"scale": self.scale}
+        settings = dict(num_heads=self.num_heads, key_dim=key_dim, dropout=self.dropout,
+                        output_shape=dim, dtype=self.dtype_policy, **extra)
+        self.amplitude_attention = attention(name="amplitude_attention", **settings)
+        self.phase_attention = attention(name="phase_attention", **settings)
         self.amplitude_norm.build(amplitude_shape)
         self.phase_norm.build(phase_shape)
         self.amplitude_attention.build(phase_shape, amplitude_shape, amplitude_shape)
@@ -167,6 +195,7 @@ class AmpPhaseCrossAttention(keras.layers.Layer):
                 "key_dim": self.key_dim,
                 "dropout": self.dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "scale": self.scale,
             }
         )
         return config

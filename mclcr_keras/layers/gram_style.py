@@ -48,7 +48,7 @@ class GramStyle(keras.layers.Layer):
     the result is cast to the layer's compute dtype.
 
     Reference: Wang et al., "MC-LCR: Multi-modal contrastive classification by locally correlated
-    representations for effective face forgery detection", KBS 2022 (arXiv:2110.03290), Sec. 3.2.
+    representations for effective face forgery detection", KBS 2022 (arXiv:2110.03290), Sec. 3.1.
 
     Args:
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`, ...).

@@ -21,6 +21,9 @@ from typing import Any
 VARIANTS = ("mclcr", "no_ssrb", "no_papda", "no_supcon", "baseline")
 GLOBAL_FEATURES = {"block14": 2048, "block13": 1024}
 SUPCON_DENOMINATORS = ("all", "negatives")
+# "head": logits scaled by 1/sqrt(key_dim) = 1/sqrt(D / num_heads) (Keras' MultiHeadAttention);
+# "model": by 1/sqrt(D), D = patch_size ** 2, as Eq. 5 of the paper prints it.
+ATTENTION_SCALES = ("head", "model")
 
 
 def _is_int(value: Any) -> bool:
@@ -41,6 +44,10 @@ class MCLCRConfig:
         patch_size: side P of the patches of the frequency branch; token width D = P * P.
         mixer_depth: number of `MixerBlock`s per stream (amplitude and phase).
         num_heads: heads of the amplitude-phase cross attention; must divide P * P.
+        attention_scale: factor of the cross attention's logits: `"head"` = 1/sqrt(D / num_heads)
+            (1/8 with the paper's P = 16 and 4 heads; the scaled dot product of each head, as
+            Keras' MultiHeadAttention computes it) or `"model"` = 1/sqrt(D) (1/16), Eq. 5 as
+            printed. Configs saved before this field existed load as `"head"`.
         tokens_mlp_dim: hidden width of the token-mixing MLP.
         channels_mlp_dim: hidden width of the channel-mixing MLP.
         dropout: dropout rate on the fused feature F_MM, in [0, 1).
@@ -73,6 +80,7 @@ class MCLCRConfig:
     patch_size: int = 16
     mixer_depth: int = 2
     num_heads: int = 4
+    attention_scale: str = "head"
     tokens_mlp_dim: int = 256
     channels_mlp_dim: int = 256
     dropout: float = 0.5
@@ -120,6 +128,11 @@ class MCLCRConfig:
             raise ValueError(
                 f"MCLCRConfig.num_heads must divide patch_size**2={token_dim}; "
                 f"got num_heads={self.num_heads}"
+            )
+        if self.attention_scale not in ATTENTION_SCALES:
+            raise ValueError(
+                f"MCLCRConfig.attention_scale must be one of {ATTENTION_SCALES}; "
+                f"got {self.attention_scale!r}"
             )
         if not _is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"MCLCRConfig.dropout must be in [0, 1); got {self.dropout!r}")
@@ -176,6 +189,11 @@ class MCLCRConfig:
     def token_dim(self) -> int:
         """D = P * P, width of the frequency tokens (and of AF, PF)."""
         return self.patch_size * self.patch_size
+
+    @property
+    def attention_logit_scale(self) -> float | None:
+        """The cross attention's logit factor: `None` (Keras' 1/sqrt(key_dim)) or 1/sqrt(D)."""
+        return None if self.attention_scale == "head" else self.token_dim ** -0.5
 
     @property
     def num_patches(self) -> int:

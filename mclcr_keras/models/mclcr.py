@@ -44,9 +44,9 @@ def _frequency_branch(images, config: MCLCRConfig) -> dict[str, Any]:
         "amplitude": keras.layers.Dense(dim, name="amplitude_embedding")(amplitude),
         "phase": keras.layers.Dense(dim, name="phase_embedding")(phase),
     }
-    attended = AmpPhaseCrossAttention(num_heads=config.num_heads, name="amp_phase_attention")(
-        [streams["amplitude"], streams["phase"]]
-    )
+    attended = AmpPhaseCrossAttention(
+        num_heads=config.num_heads, scale=config.attention_logit_scale, name="amp_phase_attention"
+    )([streams["amplitude"], streams["phase"]])
     pooled = {}
     for stream, tokens, key in zip(("amplitude", "phase"), attended, ("AF", "PF")):
         for depth in range(config.mixer_depth):

@@ -122,7 +122,7 @@ def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
         val_steps = min(val_steps, options["validation_steps"])
     val = val.take(val_steps).apply(tf.data.experimental.assert_cardinality(val_steps))
     train = make_dataset(records, TRAIN, batch_size=batch, training=True, image_size=size,
-                         seed=seed)
+                         seed=seed, flip=options["flip"])
     if options["distribute"] == "multiworker":
         # Every worker runs the whole pipeline and keeps its replicas' contiguous slices of each
         # global batch (checked: worker 0 of 2 gets rows 0-3 of a batch of 8, worker 1 rows

@@ -30,13 +30,16 @@ from mclcr_keras.data.schema import LABEL_NAMES, shard_pattern
 from mclcr_keras.data.splits import TRAIN, VAL
 from mclcr_keras.errors import UsageError
 from mclcr_keras.files import check_output_dir
-from mclcr_keras.models.config import VARIANTS
+from mclcr_keras.models.config import ATTENTION_SCALES, VARIANTS
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 # The paper's schedule (Section 4.1).
 REDUCE_LR = {"monitor": "val_loss", "factor": 0.5, "patience": 5}
 # Options that may change between the runs of one run folder: train longer, or on other hardware.
 RESUMABLE_CHANGES = ("epochs", "distribute")
+# Options added after run folders were first written, with the value those runs used: an older
+# config.json without the key is read as holding this value when a resume compares options.
+ADDED_OPTIONS = {"flip": True, "attention_scale": "head"}
 
 
 @dataclasses.dataclass
@@ -59,6 +62,10 @@ class TrainConfig:
         steps_per_epoch: training batches per epoch (``None``: one pass over the smaller class).
         validation_steps: validate on the first N batches of ``val`` (``None``: all of it).
         seed: seed for weights, dropout and the data order (``None``: random).
+        flip: mirror training images left-right at random (not in the paper; ``--no-flip``
+            turns it off). The data order and the other draws stay those of the same seed.
+        attention_scale: logits of the amplitude-phase attention scaled per head,
+            1/sqrt(D/h) (``head``), or by 1/sqrt(D) as Eq. 5 prints it (``model``).
     """
 
     records: str
@@ -75,6 +82,8 @@ class TrainConfig:
     steps_per_epoch: int | None = None
     validation_steps: int | None = None
     seed: int | None = None
+    flip: bool = True
+    attention_scale: str = "head"
 
     @classmethod
     def smoke(cls, records: str, out: str, **overrides) -> TrainConfig:
@@ -94,6 +103,12 @@ class TrainConfig:
                                  f"got {value!r}")
         if self.variant not in VARIANTS:
             raise UsageError(f"--variant must be one of {VARIANTS}, got {self.variant!r}")
+        if not isinstance(self.flip, bool):
+            raise UsageError(f"flip must be True or False (--no-flip turns it off), "
+                             f"got {self.flip!r}")
+        if self.attention_scale not in ATTENTION_SCALES:
+            raise UsageError(f"--attention-scale must be one of {ATTENTION_SCALES}, "
+                             f"got {self.attention_scale!r}")
         if self.distribute not in DISTRIBUTE:
             raise UsageError(f"--distribute must be one of {DISTRIBUTE}, got {self.distribute!r}")
         if self.batch_size % 4:
@@ -149,6 +164,7 @@ class TrainConfig:
             "weights": None if weights == "none" else weights,
             "learning_rate": self.learning_rate,
             "weight_decay": self.weight_decay,
+            "attention_scale": self.attention_scale,
         }
 
 
