@@ -4,7 +4,8 @@
 
 - training: an endless stream of shuffled, horizontally flipped (unless ``flip=False``) batches in
   which every batch, and each half of every batch, holds exactly as many real as fake faces (the
-  paper trains on 8 real + 8 fake; a two-way ``tf.distribute`` split gives each replica its own balanced 4 + 4);
+  paper trains on 8 real + 8 fake; a two-way ``tf.distribute`` split gives each replica its own
+  balanced 4 + 4);
 - evaluation: every frame exactly once, in a deterministic order, optionally with its metadata.
 
 Every shard is checked before reading (a cheap walk over the record headers) and counted; while
