@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -126,3 +127,12 @@ def check_output_file(path: str | os.PathLike, flag: str) -> None:
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise UsageError(f"{flag} {path} is not writable")
     check_output_dir(os.path.dirname(os.path.abspath(path)), flag + " folder")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 1 MB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read((1 << 20)), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

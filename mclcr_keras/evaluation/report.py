@@ -38,6 +38,7 @@ from mclcr_keras.data import pipeline
 from mclcr_keras.data.records import count_records, list_shards
 from mclcr_keras.evaluation import protocol
 from mclcr_keras.evaluation.options import DEFAULTS, EvaluateOptions
+from mclcr_keras.evaluation.provenance import provenance
 from mclcr_keras.files import write_json
 from mclcr_keras.inference.scorer import load_scorer
 from mclcr_keras.metrics import ECE_BINS, reliability_bins
@@ -214,6 +215,7 @@ def evaluate(
             for records_dir, name in zip(records, names)
         },
         "cross_dataset": {name: row for name, row in cross.to_dict(orient="index").items()},
+        "provenance": provenance(scorer, dict(zip(names, records))),
     }
     write_json(out / METRICS_FILE, _json_ready(report), allow_nan=False)
     curves = {

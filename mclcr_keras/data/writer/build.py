@@ -27,7 +27,7 @@ from mclcr_keras.data.writer import shards, tables, workers
 from mclcr_keras.data.writer.duplicates import find_duplicates
 from mclcr_keras.data.writer.options import CONTENT_OPTIONS, BuildOptions
 from mclcr_keras.errors import UsageError
-from mclcr_keras.files import read_json, write_json
+from mclcr_keras.files import file_sha256, read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,27 @@ def output_dir(options: BuildOptions) -> str:
     return options.out
 
 
+def source_files(options: BuildOptions) -> dict[str, str]:
+    """SHA-256 of the files that decided the splits and labels: FF++'s split JSONs, Celeb-DF's
+    test list, DFDC's metadata.json files, a folder's labels.csv (name -> digest)."""
+    root = options.root or ""
+    if options.source == "ffpp" and options.splits_dir:
+        paths = [os.path.join(options.splits_dir, f"{s}.json") for s in splits.SPLITS]
+    elif options.source == "celebdf":
+        paths = [os.path.join(options.splits_dir or root, "List_of_testing_videos.txt")]
+    elif options.source == "dfdc":
+        paths = sorted(os.path.join(d, "metadata.json") for d, _, names in os.walk(root)
+                       if "metadata.json" in names)
+    elif options.source == "folder":
+        paths = [os.path.join(root, "labels.csv")]
+    else:
+        paths = []
+    base = {"ffpp": options.splits_dir, "celebdf": options.splits_dir or root}.get(
+        options.source, root)
+    return {os.path.relpath(path, base): file_sha256(path) for path in paths
+            if os.path.isfile(path)}
+
+
 def list_inputs(options: BuildOptions) -> list:
     """The source's items (`mclcr_keras.data.sources.Item`), raising `UsageError` for layouts."""
     try:
@@ -176,6 +197,7 @@ def build(options: BuildOptions) -> dict:
         repeated = [d for d in repeated if mine(d["key"])]
     info = _convert(items, target, options, refused)
     info["duplicates"] = [{k: v for k, v in d.items() if k != "key"} for d in repeated]
+    info["source_files"] = source_files(options)
     write_json(os.path.join(target, tables.DATASET_JSON), info)
     return info
 

@@ -29,18 +29,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from mclcr_keras.files import file_sha256
+
 logger = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def _sizes(item) -> tuple[int, ...] | None:
     try:

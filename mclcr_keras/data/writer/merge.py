@@ -134,6 +134,8 @@ def merge_partitions(out_dir: str, shard_name) -> dict:
     arguments = dict(plan["arguments"], merged_partitions=len(plan["parts"]))
     info = dataset_info(frames, videos, failures, plan["shards"], arguments,
                         plan["schema_version"])
+    first = read_json(os.path.join(parts_root, plan["parts"][0], DATASET_JSON))
+    info["source_files"] = first.get("source_files", {})
     info["duplicates"] = [duplicate for part in plan["parts"] for duplicate in
                           read_json(os.path.join(parts_root, part, DATASET_JSON)).get(
                               "duplicates", [])]
