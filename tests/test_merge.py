@@ -4,20 +4,11 @@ folders written here with the real table writers and stand-in shard files."""
 import os
 
 import pytest
+from test_tables import _frame, _video
 
 from mclcr_keras.data import schema
 from mclcr_keras.data.writer import merge, tables
 from mclcr_keras.data.writer.merge import MergeError
-
-
-def _frame(split, label, method, vid, index):
-    return {"split": split, "label": label, "method": method, "video_id": vid,
-            "frame_index": index}
-
-
-def _video(split, label, method, vid, sampled, with_face, status="ok"):
-    return {"split": split, "label": label, "method": method, "video_id": vid,
-            "frames_sampled": sampled, "frames_with_face": with_face, "status": status}
 
 
 def _final_shards(out) -> list[str]:
