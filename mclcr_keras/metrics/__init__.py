@@ -10,6 +10,7 @@ being identified by label 0, never by a method name.
 - `detection`: frame and video ACC, AUC, EER, AP; per-method AUC.
 - `calibration`: Brier score, reliability bins and ECE of the frame probabilities.
 - `bootstrap`: percentile intervals of frame and video AUC from stratified video resamples.
+- `threshold`: the decision threshold chosen on validation scores (EER point, balanced accuracy).
 
 Example:
 
@@ -34,17 +35,21 @@ from mclcr_keras.metrics.detection import (
     video_metrics,
     video_scores,
 )
+from mclcr_keras.metrics.threshold import THRESHOLD_CRITERIA, choose_threshold, operating_point
 
 __all__ = [
     "ECE_BINS",
+    "THRESHOLD_CRITERIA",
     "auc_intervals",
     "bootstrap_aucs",
     "brier_score",
     "calibration_metrics",
+    "choose_threshold",
     "ece_from_bins",
     "equal_error_rate",
     "expected_calibration_error",
     "frame_metrics",
+    "operating_point",
     "per_method_auc",
     "reliability_bins",
     "video_metrics",
