@@ -103,6 +103,13 @@ def build_parser() -> cli.Parser:
                         help="amplitude-phase attention logits times 1/sqrt(D/heads) ('head', "
                              "1/8 at P=16, 4 heads) or 1/sqrt(D) ('model', 1/16, Eq. 5 as "
                              "printed) (default: %(default)s)")
+    parser.add_argument("--precise-bn-batches", type=int, default=d.precise_bn_batches,
+                        metavar="N",
+                        help="after every epoch, recompute BatchNorm's inference statistics on N "
+                             "fixed training batches before validating and saving (0: keep "
+                             "Keras' moving averages) (default: %(default)s)")
+    parser.add_argument("--bn-momentum", type=_finite_float, default=None,
+                        help="momentum of BatchNorm's moving averages (default: Keras' 0.99)")
     return parser
 
 

@@ -15,6 +15,7 @@ one.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -30,11 +31,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TINY_FRAMES, TINY_VIDEOS
+from sklearn.metrics import roc_auc_score
 
 from mclcr_keras import cli
 from mclcr_keras.train import main
 
-TINY = ["--image-size", "64", "--weights", "none", "--batch-size", "4"]
+TINY = ["--image-size", "64", "--weights", "none", "--batch-size", "4", "--precise-bn-batches", "2"]
 VAL_FRAMES = 2 * TINY_VIDEOS["val"] * TINY_FRAMES  # both classes
 LOOP_LOGGER = "mclcr_keras.training.loop"
 # TensorFlow's native start-up lines that a CPU user must not see (mclcr_keras.cli filters them).
@@ -269,8 +271,9 @@ def test_killed_run_resumes_after_last_completed_epoch(tiny_records, tmp_path, c
     assert killed_at == 1
     first_log = log_path.read_text()
     # Progress goes to stderr as log lines; TensorFlow's native start-up noise does not.
-    assert (f"INFO {LOOP_LOGGER}: {steps} steps of 4 per epoch, "
-            f"{math.ceil(VAL_FRAMES / 4)} validation steps; writing {run_dir}") in first_log
+    assert (f"INFO {LOOP_LOGGER}: {steps} steps of 4 per epoch; validation: "
+            f"{math.ceil(VAL_FRAMES / 4)} balanced batches, {VAL_FRAMES} frames scored; "
+            f"writing {run_dir}") in first_log
     assert not [noise for noise in NATIVE_NOISE if noise in first_log], first_log
 
     status = main(argv)
@@ -312,20 +315,38 @@ def test_killed_run_resumes_after_last_completed_epoch(tiny_records, tmp_path, c
         "monitor": "val_loss", "factor": 0.5, "patience": 5}
     assert config["command"] == cli.PROG_PREFIX + "train " + " ".join(argv)
 
-    # best.keras is the epoch with the highest val_auc, and re-evaluating it on the val split
-    # gives that epoch's logged numbers.
+    # best.keras is the epoch with the highest val_auc, and re-scoring it on the val split
+    # gives that epoch's logged numbers: the exact AUC of every frame, the objective on the
+    # balanced batches, and the EER threshold in best.threshold.json.
     aucs = [float(row["val_auc"]) for row in history]
     best_epoch = int(np.argmax(aucs)) + 1
     assert state["best_epoch"] == best_epoch
     assert state["best_val_auc"] == pytest.approx(aucs[best_epoch - 1])
     best = load_model(run_dir / "best.keras")
     best.compile(run_eagerly=True)  # eager: no trace of another test step
-    val_batches = math.ceil(VAL_FRAMES / 4)
-    val = make_dataset(records, "val", batch_size=4, training=False, image_size=64).apply(
-        tf.data.experimental.assert_cardinality(val_batches))
-    scores = best.evaluate(val, return_dict=True, verbose=0)
-    assert scores["auc"] == pytest.approx(aucs[best_epoch - 1], abs=1e-5)
+    probabilities, labels = [], []
+    for images, batch_labels in make_dataset(records, "val", batch_size=4, training=False,
+                                             image_size=64):
+        probabilities += best(images, training=False)["probability"].numpy().ravel().tolist()
+        labels += batch_labels.numpy().astype(int).tolist()
+    assert len(labels) == VAL_FRAMES
+    assert roc_auc_score(labels, probabilities) == pytest.approx(aucs[best_epoch - 1], abs=1e-6)
+    balanced = make_dataset(records, "val", batch_size=4, training=False, balanced=True,
+                            image_size=64).apply(
+        tf.data.experimental.assert_cardinality(math.ceil(VAL_FRAMES / 4)))
+    scores = best.evaluate(balanced, return_dict=True, verbose=0)
     assert scores["loss"] == pytest.approx(float(history[best_epoch - 1]["val_loss"]), rel=1e-4)
+    assert scores["supcon"] == pytest.approx(float(history[best_epoch - 1]["val_supcon"]),
+                                             rel=1e-4)
+    sidecar = json.loads((run_dir / "best.threshold.json").read_text())
+    assert (sidecar["criterion"], sidecar["split"], sidecar["checkpoint"], sidecar["epoch"]) == (
+        "eer", "val", state["best_checkpoint"], best_epoch)
+    assert sidecar["sha256"] == hashlib.sha256((run_dir / "best.keras").read_bytes()).hexdigest()
+    y, p = np.array(labels), np.array(probabilities)
+    gap = [abs(np.mean(p[y == 0] > t) - np.mean(p[y == 1] <= t)) for t in np.linspace(0, 1, 2001)]
+    t = sidecar["value"]
+    assert abs(np.mean(p[y == 0] > t) - np.mean(p[y == 1] <= t)) <= min(gap) + 1e-12
+    assert sidecar["value"] == pytest.approx(float(history[best_epoch - 1]["val_threshold"]))
 
     # The artifact list ends stdout (after Keras' epoch lines).
     done = captured.out.splitlines()
@@ -398,8 +419,9 @@ def test_mirrored_two_replicas(tiny_records, tmp_path):
     assert [row["epoch"] for row in _history(run_dir)] == ["0"]
     assert (run_dir / "best.keras").is_file() and (run_dir / "last.keras").is_file()
     resolved = json.loads((run_dir / "config.json").read_text())["resolved"]
-    assert (resolved["replicas"], resolved["validation_steps"], resolved["val_pass_frames"]) == (
-        2, 2, 9)
+    # The objective on one balanced batch of 8 (4 + 4); the AUC on all 9 frames, 8 + 1.
+    assert (resolved["replicas"], resolved["validation_steps"], resolved["validation_auc_steps"],
+            resolved["val_pass_frames"], resolved["val_balanced_frames"]) == (2, 1, 2, 9, 8)
     assert resolved["dtype_policy"] == "mixed_bfloat16"
     done = result.stdout.splitlines()
     done = done[done.index(f"train: done: 1 epochs in {run_dir}"):]  # after Keras' epoch line

@@ -141,7 +141,7 @@ def test_record_is_what_config_json_stores(tmp_path, monkeypatch):
         "batch_size": 16, "image_size": 256, "weights": "none", "distribute": "none",
         "mixed_precision": True, "learning_rate": 0.01, "weight_decay": 1e-4,
         "steps_per_epoch": None, "validation_steps": None, "seed": 3, "flip": True,
-        "attention_scale": "head",
+        "attention_scale": "head", "precise_bn_batches": 32, "bn_momentum": None,
     }
     json.dumps(record)  # config.json stores it as it is
     assert TrainConfig(records="gs://b/r", out="o", weights="w.h5").record()["records"] == (
@@ -152,7 +152,7 @@ def test_record_is_what_config_json_stores(tmp_path, monkeypatch):
         "imagenet")
     assert config.model_values() == {"image_size": 256, "variant": "no_ssrb", "weights": None,
                                      "learning_rate": 0.01, "weight_decay": 1e-4,
-                                     "attention_scale": "head"}
+                                     "attention_scale": "head", "bn_momentum": None}
     no_flip = TrainConfig(records="r", out="o", flip=False, attention_scale="model")
     assert (no_flip.record()["flip"], no_flip.record()["attention_scale"]) == (False, "model")
     assert no_flip.model_values()["attention_scale"] == "model"
@@ -413,7 +413,7 @@ def test_the_flip_option_reaches_the_training_stream_only(flip, monkeypatch):
     import tensorflow as tf
 
     from mclcr_keras.data import pipeline, records
-    from mclcr_keras.training import loop
+    from mclcr_keras.training import datasets
 
     calls = []
 
@@ -424,10 +424,15 @@ def test_the_flip_option_reaches_the_training_stream_only(flip, monkeypatch):
     monkeypatch.setattr(pipeline, "make_dataset", fake_make_dataset)
     monkeypatch.setattr(records, "count_records", lambda *_: {"real": 4, "fake": 4})
     options = TrainConfig(records="r", out="o", batch_size=4, seed=1, flip=flip).record()
-    loop.make_datasets(options, tf.distribute.get_strategy(), epochs_done=0)
-    val, train = calls  # the validation pass is made first
+    datasets.make_datasets(options, tf.distribute.get_strategy(), epochs_done=0)
+    balanced, full, precise_bn, train = calls  # validation first, the training stream last
     assert (train["training"], train["flip"], train["seed"]) == (True, flip, 1)
-    assert not val["training"] and "flip" not in val
+    assert (balanced["training"], balanced["balanced"]) == (False, True)
+    assert not full["training"] and "balanced" not in full
+    assert not any("flip" in kwargs for kwargs in (balanced, full))
+    # Precise BN: fixed, unflipped training batches, whatever the run's seed and flip.
+    assert (precise_bn["training"], precise_bn["flip"], precise_bn["seed"]) == (
+        True, False, datasets.PRECISE_BN_SEED)
 
 
 def test_one_replica_keeps_the_batches():

@@ -4,6 +4,12 @@
 it): it registers MC-LCR's classes first and turns every Keras failure into one line naming the
 file. `model_image_size` reads ``S`` of a ``(None, S, S, 3)`` input.
 
+A model file may have a *threshold sidecar* beside it, ``<stem>.threshold.json`` (training writes
+``RUN_DIR/best.threshold.json`` for ``best.keras``): the decision threshold chosen on the
+validation split, with the SHA-256 of the model file it belongs to. `write_threshold_sidecar`
+writes it, `stored_threshold` reads it back and ignores a sidecar of other model bytes (a
+``best.keras`` that has moved on, a copy of another run).
+
 Example:
 
 ```python
@@ -19,6 +25,7 @@ import zipfile
 from pathlib import Path
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+THRESHOLD_SUFFIX = ".threshold.json"
 
 
 def model_image_size(model_or_shape, where: str = "model") -> int:
@@ -64,3 +71,60 @@ def load_model(path: str | os.PathLike):
         return keras.models.load_model(path, compile=False)
     except Exception as error:  # keras raises many types; the user needs the file and the cause
         raise ValueError(f"could not load Keras model {path}: {_first_line(error)}") from None
+
+
+def threshold_sidecar(model_path: str | os.PathLike) -> Path:
+    """``runs/x/best.keras`` -> ``runs/x/best.threshold.json``.
+
+    >>> str(threshold_sidecar("runs/x/best.keras"))
+    'runs/x/best.threshold.json'
+    """
+    path = Path(model_path)
+    return path.with_name(path.stem + THRESHOLD_SUFFIX)
+
+
+def write_threshold_sidecar(model_path: str | os.PathLike, record: dict) -> Path:
+    """Writes ``record`` (``value``, ``criterion``, ``split``, ...) beside the model file, with
+    the model file's SHA-256 (atomically)."""
+    from mclcr_keras.files import file_sha256, write_json
+
+    sidecar = threshold_sidecar(model_path)
+    write_json(sidecar, {**record, "model": Path(model_path).name,
+                         "sha256": file_sha256(model_path)}, sort_keys=True)
+    return sidecar
+
+
+def stored_threshold(model_path: str | os.PathLike) -> dict | None:
+    """The sidecar's record when it belongs to these model bytes, else `None` (logged).
+
+    Example:
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = (folder / "best.keras").write_bytes(b"weights")
+    >>> _ = write_threshold_sidecar(folder / "best.keras", {"value": 0.31, "criterion": "eer"})
+    >>> stored_threshold(folder / "best.keras")["value"]
+    0.31
+    >>> _ = (folder / "best.keras").write_bytes(b"other weights")
+    >>> stored_threshold(folder / "best.keras") is None
+    True
+    """
+    import json
+    import logging
+
+    from mclcr_keras.files import file_sha256
+
+    sidecar = threshold_sidecar(model_path)
+    if not sidecar.is_file():
+        return None
+    log = logging.getLogger(__name__)
+    try:
+        record = json.loads(sidecar.read_text(encoding="utf-8"))
+        value = float(record["value"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        log.warning("ignoring %s: unreadable (%s)", sidecar, error)
+        return None
+    if record.get("sha256") != file_sha256(model_path) or not 0.0 <= value <= 1.0:
+        log.warning("ignoring %s: it belongs to other model bytes than %s", sidecar, model_path)
+        return None
+    return record

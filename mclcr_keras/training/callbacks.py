@@ -36,6 +36,7 @@ from typing import Any
 import keras
 
 from mclcr_keras.training.run_dir import CHECKPOINT_DIR, RunState, checkpoint_name, tidy_run_dir
+from mclcr_keras.training.validation import THRESHOLD_CRITERION, THRESHOLD_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             "best_epoch": previous.best_epoch if previous else None,
             "best_val_auc": previous.best_val_auc if previous else None,
             "best_checkpoint": previous.best_checkpoint if previous else None,
+            "best_threshold": previous.best_threshold if previous else None,
         }
         value = logs.get(self.monitor)
         if value is None:
@@ -205,8 +207,11 @@ class RunCheckpoint(keras.callbacks.Callback):
         elif _is_finite(value) and (
             best["best_val_auc"] is None or float(value) > best["best_val_auc"]
         ):
+            threshold = logs.get(THRESHOLD_KEY)
             best = {"best_epoch": epochs_done, "best_val_auc": float(value),
-                    "best_checkpoint": relative}
+                    "best_checkpoint": relative,
+                    "best_threshold": None if threshold is None else {
+                        "value": float(threshold), "criterion": THRESHOLD_CRITERION}}
             logger.info("epoch %d: %s improved to %.4f, best.keras updated", epochs_done,
                         self.monitor, float(value))
 

@@ -26,15 +26,14 @@ import sys
 import tempfile
 from typing import Any
 
-from mclcr_keras.data.splits import TRAIN, VAL
 from mclcr_keras.errors import UsageError, op_error_summary
 from mclcr_keras.files import write_json
 from mclcr_keras.training import callbacks as cb
+from mclcr_keras.training.datasets import make_datasets
 from mclcr_keras.training.distribute import (
     device_summary,
     is_chief,
     make_strategy,
-    replica_safe_batches,
     set_precision,
 )
 from mclcr_keras.training.keras_compat import (
@@ -52,6 +51,7 @@ from mclcr_keras.training.run_dir import (
     tidy_run_dir,
     truncate_history,
 )
+from mclcr_keras.training.validation import EpochValidation
 
 logger = logging.getLogger(__name__)
 
@@ -81,67 +81,6 @@ class TrainOutcome:
     epochs: int
     already_done: bool = False
     chief: bool = True
-
-
-def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
-    """Training stream, validation pass and their step counts."""
-    import tensorflow as tf
-
-    from mclcr_keras.data.pipeline import make_dataset
-    from mclcr_keras.data.records import count_records
-
-    records = options["records"]
-    batch = options["batch_size"]
-    size = options["image_size"]
-    train_counts = count_records(records, TRAIN)
-    val_counts = count_records(records, VAL)
-    smaller = min(train_counts.values())
-    steps = options["steps_per_epoch"] or max(1, 2 * smaller // batch)
-    replicas = strategy.num_replicas_in_sync
-    # A resumed run draws a fresh training stream, not the one its first epochs saw.
-    seed = None if options["seed"] is None else options["seed"] + 1000 * epochs_done
-
-    missing = [name for name, count in val_counts.items() if count == 0]
-    if missing:
-        raise UsageError(f"the val split of {records} holds no {' or '.join(missing)} frames: "
-                         "best.keras and the learning-rate schedule need both classes")
-    if options["validation_steps"]:
-        # A subset must hold both classes: real and fake alternate, the same frames every epoch
-        # (the full pass reads real shards, then fake shards, so its first batches are real).
-        val = make_dataset(records, VAL, batch_size=batch, training=False, balanced=True,
-                           image_size=size)
-        val_total = 2 * min(val_counts.values())
-    else:
-        val = make_dataset(records, VAL, batch_size=batch, training=False, image_size=size)
-        val_total = sum(val_counts.values())
-    val, val_steps, val_frames = replica_safe_batches(val, val_total, batch, replicas)
-    if options["validation_steps"]:
-        if options["validation_steps"] > val_steps:
-            logger.warning("--validation-steps %d exceeds the %d batches of the val split; "
-                           "using all of them", options["validation_steps"], val_steps)
-        val_steps = min(val_steps, options["validation_steps"])
-    val = val.take(val_steps).apply(tf.data.experimental.assert_cardinality(val_steps))
-    train = make_dataset(records, TRAIN, batch_size=batch, training=True, image_size=size,
-                         seed=seed, flip=options["flip"])
-    if options["distribute"] == "multiworker":
-        # Every worker runs the whole pipeline and keeps its replicas' contiguous slices of each
-        # global batch (checked: worker 0 of 2 gets rows 0-3 of a batch of 8, worker 1 rows
-        # 4-7), so every replica's slice is balanced, as under MirroredStrategy.
-        sharding = tf.data.Options()
-        sharding.experimental_distribute.auto_shard_policy = (
-            tf.data.experimental.AutoShardPolicy.DATA
-        )
-        train = train.with_options(sharding)
-        val = val.with_options(sharding)
-    resolved = {
-        "steps_per_epoch": steps,
-        "validation_steps": val_steps,
-        "train_frames": train_counts,
-        "val_frames": val_counts,
-        "val_pass_frames": val_frames,
-        "replicas": replicas,
-    }
-    return train, val, resolved
 
 
 def build_model(config_values: dict[str, Any], run_dir: str, state, strategy):
@@ -181,14 +120,16 @@ def write_config(run_dir: str, saved, model_values, options, resolved, command: 
     write_json(os.path.join(run_dir, CONFIG_FILE), record, sort_keys=True)
 
 
-def make_callbacks(write_dir: str, state, chief: bool) -> list:
-    """NaN guard, paper schedule, CSV history, TensorBoard, checkpoints: in this order."""
+def make_callbacks(write_dir: str, state, chief: bool, validation: EpochValidation) -> list:
+    """Validation, NaN guard, paper schedule, CSV history, TensorBoard, checkpoints: in this
+    order."""
     import keras
 
     plateau = cb.ResumableReduceLROnPlateau(
         initial_state=state.reduce_lr if state else None, verbose=1, **REDUCE_LR
     )
     callbacks = [
+        validation,
         cb.NonFiniteLossGuard(),
         plateau,
         keras.callbacks.CSVLogger(os.path.join(write_dir, HISTORY_FILE),
@@ -270,7 +211,7 @@ def _train_locked(config: TrainConfig, command: str) -> TrainOutcome:
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed + 1000 * epochs_done)
     try:
-        train_data, val_data, resolved = make_datasets(options, strategy, epochs_done)
+        train_data, validation, resolved = make_datasets(options, strategy, epochs_done)
     except (FileNotFoundError, OSError, ValueError) as error:
         raise UsageError(" ".join(str(error).split())) from None
     resolved.update(dtype_policy=policy, strategy=description)
@@ -293,20 +234,19 @@ def _train_locked(config: TrainConfig, command: str) -> TrainOutcome:
         write_config(run_dir, saved, model_values, options, resolved, command)
         tidy_run_dir(run_dir, state)
         truncate_history(os.path.join(run_dir, HISTORY_FILE), epochs_done)
-    callbacks = make_callbacks(write_dir, state, chief)
+    callbacks = make_callbacks(write_dir, state, chief, validation)
     if state is not None:
         logger.info("resuming %s after epoch %d of %d (learning rate %g)", run_dir, epochs_done,
                     config.epochs, state.learning_rate)
-    logger.info("%d steps of %d per epoch, %d validation steps; writing %s",
-                resolved["steps_per_epoch"], config.batch_size, resolved["validation_steps"],
-                run_dir)
+    logger.info("%d steps of %d per epoch; validation: %d balanced batches, %d frames scored; "
+                "writing %s", resolved["steps_per_epoch"], config.batch_size,
+                resolved["validation_steps"], resolved["val_pass_frames"], run_dir)
     try:
         model.fit(
             train_data,
             epochs=config.epochs,
             initial_epoch=epochs_done,
             steps_per_epoch=resolved["steps_per_epoch"],
-            validation_data=val_data,
             callbacks=callbacks,
             verbose=1 if sys.stdout.isatty() else 2,
             shuffle=False,

@@ -39,7 +39,8 @@ REDUCE_LR = {"monitor": "val_loss", "factor": 0.5, "patience": 5}
 RESUMABLE_CHANGES = ("epochs", "distribute")
 # Options added after run folders were first written, with the value those runs used: an older
 # config.json without the key is read as holding this value when a resume compares options.
-ADDED_OPTIONS = {"flip": True, "attention_scale": "head"}
+ADDED_OPTIONS = {"flip": True, "attention_scale": "head", "precise_bn_batches": 0,
+                 "bn_momentum": None}
 
 
 @dataclasses.dataclass
@@ -66,6 +67,11 @@ class TrainConfig:
             turns it off). The data order and the other draws stay those of the same seed.
         attention_scale: logits of the amplitude-phase attention scaled per head,
             1/sqrt(D/h) (``head``), or by 1/sqrt(D) as Eq. 5 prints it (``model``).
+        precise_bn_batches: training batches on which BatchNorm's inference statistics are
+            recomputed after every epoch, before validation and the checkpoint (0: keep Keras'
+            moving averages; `mclcr_keras.training.validation`).
+        bn_momentum: momentum of every BatchNorm layer's moving averages (``None``: Keras'
+            0.99).
     """
 
     records: str
@@ -84,12 +90,15 @@ class TrainConfig:
     seed: int | None = None
     flip: bool = True
     attention_scale: str = "head"
+    precise_bn_batches: int = 32
+    bn_momentum: float | None = None
 
     @classmethod
     def smoke(cls, records: str, out: str, **overrides) -> TrainConfig:
-        """A run that checks the chain in seconds: 64 px, random weights, 1 epoch of 2 steps."""
+        """A run that checks the chain in seconds: 64 px, random weights, 1 epoch of 2 steps,
+        precise BN on 2 batches."""
         values = dict(image_size=64, weights="none", epochs=1, batch_size=8, steps_per_epoch=2,
-                      validation_steps=1, seed=0)
+                      validation_steps=1, seed=0, precise_bn_batches=2)
         values.update(overrides)
         return cls(records=records, out=out, **values)
 
@@ -101,6 +110,11 @@ class TrainConfig:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, "
                                  f"got {value!r}")
+        if not isinstance(self.precise_bn_batches, int) or self.precise_bn_batches < 0:
+            raise UsageError(f"--precise-bn-batches must be an integer >= 0 (0 turns it off), "
+                             f"got {self.precise_bn_batches!r}")
+        if self.bn_momentum is not None and not 0.0 <= self.bn_momentum < 1.0:
+            raise UsageError(f"--bn-momentum must be in [0, 1), got {self.bn_momentum}")
         if self.variant not in VARIANTS:
             raise UsageError(f"--variant must be one of {VARIANTS}, got {self.variant!r}")
         if not isinstance(self.flip, bool):
@@ -165,6 +179,7 @@ class TrainConfig:
             "learning_rate": self.learning_rate,
             "weight_decay": self.weight_decay,
             "attention_scale": self.attention_scale,
+            "bn_momentum": self.bn_momentum,
         }
 
 

@@ -2,9 +2,11 @@
 
 ``RUN_DIR`` holds ``config.json`` (the options, resolved values, command and versions),
 ``history.csv``, ``logs/`` (TensorBoard), ``checkpoints/epoch-NNNN.keras``, ``state.json`` (the
-commit point of the last completed epoch: `RunState`), and ``last.keras`` / ``best.keras`` (hard
-links to committed checkpoints). `resume_point` decides whether a folder is new or a run to
-resume with the same options; `tidy_run_dir` removes what a crash left behind.
+commit point of the last completed epoch: `RunState`), ``last.keras`` / ``best.keras`` (hard
+links to committed checkpoints) and ``best.threshold.json`` (the validation threshold of
+``best.keras``, `mclcr_keras.models.saving.stored_threshold`). `resume_point` decides whether a
+folder is new or a run to resume with the same options; `tidy_run_dir` removes what a crash left
+behind.
 
 Example:
 
@@ -24,6 +26,7 @@ from typing import Any
 
 from mclcr_keras.errors import UsageError
 from mclcr_keras.files import link_atomic, write_json
+from mclcr_keras.models.saving import threshold_sidecar, write_threshold_sidecar
 from mclcr_keras.training.options import ADDED_OPTIONS, RESUMABLE_CHANGES
 
 CONFIG_FILE = "config.json"
@@ -108,6 +111,8 @@ class RunState:
         best_epoch: 1-based epoch of the best validation AUC so far (`None`: none finite yet).
         best_val_auc: that AUC.
         best_checkpoint: its checkpoint, relative to the run directory.
+        best_threshold: the decision threshold chosen on the val split for that checkpoint,
+            ``{"value", "criterion"}`` (`None`: runs of earlier versions).
         reduce_lr: `ResumableReduceLROnPlateau.get_state()`.
         learning_rate: the learning rate for the next epoch.
         updated: UTC time of the commit (ISO 8601).
@@ -118,6 +123,7 @@ class RunState:
     best_epoch: int | None = None
     best_val_auc: float | None = None
     best_checkpoint: str | None = None
+    best_threshold: dict | None = None
     reduce_lr: dict = dataclasses.field(default_factory=dict)
     learning_rate: float | None = None
     updated: str = ""
@@ -168,7 +174,7 @@ def tidy_run_dir(run_dir: str, state: RunState | None) -> None:
             relative = os.path.normpath(os.path.join(CHECKPOINT_DIR, name))
             if relative not in keep:
                 os.remove(os.path.join(run_dir, relative))
-    for name in (LAST_MODEL, BEST_MODEL, STATE_FILE):
+    for name in (LAST_MODEL, BEST_MODEL, STATE_FILE, threshold_sidecar(BEST_MODEL).name):
         tmp = os.path.join(run_dir, f"{name}.tmp")
         if os.path.lexists(tmp):
             os.remove(tmp)
@@ -182,6 +188,23 @@ def tidy_run_dir(run_dir: str, state: RunState | None) -> None:
         source = os.path.join(run_dir, relative)
         if not (os.path.exists(target) and os.path.samefile(source, target)):
             link_atomic(source, target)
+    write_best_threshold(run_dir, state)
+
+
+def write_best_threshold(run_dir: str, state: RunState) -> None:
+    """``best.threshold.json`` for the state's best checkpoint (rewritten when it changed)."""
+    if state.best_checkpoint is None or not state.best_threshold:
+        return
+    sidecar = threshold_sidecar(os.path.join(run_dir, BEST_MODEL))
+    try:
+        with open(sidecar, encoding="utf-8") as f:
+            if json.load(f).get("checkpoint") == state.best_checkpoint:
+                return
+    except (OSError, ValueError):
+        pass
+    write_threshold_sidecar(os.path.join(run_dir, BEST_MODEL), {
+        **state.best_threshold, "split": "val", "checkpoint": state.best_checkpoint,
+        "epoch": state.best_epoch, "val_auc": state.best_val_auc})
 
 
 def read_run_config(run_dir: str) -> dict[str, Any] | None:
