@@ -42,9 +42,11 @@ def build_parser() -> cli.Parser:
                              "build_records)")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                         help="face crops per model call (default: %(default)s)")
-    parser.add_argument("--threshold", type=float, default=DEFAULTS.threshold,
-                        help="a file is FAKE when its mean fake probability is > this "
-                             "(default: %(default)s)")
+    parser.add_argument("--threshold", type=float, default=None,
+                        help="a file is FAKE when its mean fake probability is > this (default: "
+                             "the threshold chosen on the validation split that the model "
+                             "carries: best.threshold.json beside a .keras file, or an export's "
+                             "metadata; 0.5 for a model without one)")
     parser.add_argument("--crop", default=DEFAULTS.crop, choices=("detect", "none"),
                         help="detect: find and align a face (default); none: inputs already are "
                              "aligned face crops, only resized to the model's input size")

@@ -26,11 +26,11 @@ import uuid
 from pathlib import Path
 
 from mclcr_keras.inference import scorer
-from mclcr_keras.models.saving import load_model, model_image_size
+from mclcr_keras.inference.card_asset import MODEL_CARD_ASSET, read_model_card
+from mclcr_keras.inference.scorer import METADATA_FILE
+from mclcr_keras.models.saving import load_model, model_image_size, stored_threshold
 
 logger = logging.getLogger(__name__)
-
-METADATA_FILE = os.path.join("assets.extra", "mclcr_keras.json")
 
 __all__ = ["METADATA_FILE", "build_archive", "compare_export", "export_model", "next_version"]
 
@@ -122,13 +122,16 @@ def _metadata(model, model_path: str, version: int) -> dict:
             },
         },
         "input_contract": "aligned RGB face crops, pixels in [0, 255]",
+        # The decision threshold chosen on val for this model (training's sidecar), or None.
+        "threshold": stored_threshold(model_path),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
     }
 
 
 def export_model(
-    model_path: str | os.PathLike, out: str | os.PathLike, version: int | None = None
+    model_path: str | os.PathLike, out: str | os.PathLike, version: int | None = None,
+    model_card: str | os.PathLike | None = None,
 ) -> Path:
     """Exports a `.keras` model to `<out>/<version>/` and returns that directory.
 
@@ -136,11 +139,14 @@ def export_model(
         model_path: a `.keras` file.
         out: the TF Serving model base, e.g. `serving/mclcr` (created if missing).
         version: positive version number; default `next_version(out)`.
+        model_card: a ``model_card.json`` written by ``evaluate``, copied byte for byte into
+            ``assets.extra/model_card.json`` (`mclcr_keras.inference.card_asset`).
 
     Raises:
-        FileNotFoundError: the model file is missing.
+        FileNotFoundError: the model file (or the model card) is missing.
         FileExistsError: `<out>/<version>` exists already.
-        ValueError: bad version, or the file is not a loadable Keras model.
+        ValueError: bad version, a model card that is not one, or the file is not a loadable
+            Keras model.
 
     Example:
 
@@ -164,6 +170,7 @@ def export_model(
         raise FileNotFoundError(f"model not found: {model_path}")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} exists and is not a directory")
+    card = read_model_card(model_card) if model_card is not None else None
     model = load_model(model_path)
     archive = build_archive(model)
 
@@ -178,6 +185,8 @@ def export_model(
         metadata = staging / METADATA_FILE
         metadata.parent.mkdir(parents=True, exist_ok=True)
         metadata.write_text(json.dumps(_metadata(model, str(model_path), version), indent=2))
+        if card is not None:  # inside the staging directory: the rename publishes it too
+            (staging / MODEL_CARD_ASSET).write_bytes(card)
         if target.exists():  # another export took the number meanwhile
             raise FileExistsError(f"{target} appeared during the export; nothing overwritten")
         os.rename(staging, target)

@@ -23,14 +23,19 @@ import dataclasses
 import functools
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 
 from mclcr_keras.data.crops import CROP_MODES, crop_input
 from mclcr_keras.data.faces import FaceAligner
 from mclcr_keras.data.media import IMAGE, VIDEO, media_kind, sniff_kind
 from mclcr_keras.errors import UsageError
-from mclcr_keras.files import check_output_file, write_json
+from mclcr_keras.files import check_output_file
+from mclcr_keras.inference.verdicts import (  # summary: part of this module's interface
+    Table,
+    resolve_threshold,
+    summary,  # noqa: F401
+    write_report,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,10 @@ class PredictOptions:
         model: a ``.keras`` model or an exported SavedModel (its base or a version directory).
         frames: frames sampled evenly over each video (as build_records).
         batch_size: face crops per model call.
-        threshold: a file is FAKE when its mean fake probability is ``> threshold``.
+        threshold: a file is FAKE when its mean fake probability is ``> threshold``; ``None``:
+            the threshold chosen on the validation split that the model carries (training's
+            ``best.threshold.json`` beside a ``.keras`` file, an export's metadata), else
+            `FALLBACK_THRESHOLD` (`resolve_threshold`).
         crop: ``detect`` (find and align a face) or ``none`` (inputs are aligned crops).
         margin: crop side / face box side; the value the records were built with.
         json: also write the JSON report to this file.
@@ -57,7 +65,7 @@ class PredictOptions:
     model: str
     frames: int = 30
     batch_size: int = 16
-    threshold: float = 0.5
+    threshold: float | None = None
     crop: str = "detect"
     margin: float = 1.3
     json: str | None = None
@@ -67,7 +75,7 @@ class PredictOptions:
         checks = [
             (self.frames >= 1, f"--frames must be >= 1, got {self.frames}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
-            (0.0 <= self.threshold <= 1.0,
+            (self.threshold is None or 0.0 <= self.threshold <= 1.0,
              f"--threshold must be in [0, 1], got {self.threshold}"),
             (self.margin >= 1.0, f"--margin must be >= 1.0, got {self.margin}"),
             (self.crop in CROP_MODES, f"--crop must be one of {CROP_MODES}, got {self.crop!r}"),
@@ -222,51 +230,6 @@ def score_file(path: str, cropper: Cropper, scorer, batch_size: int,
     return result
 
 
-# ------------------------------------------------------------------------------ output
-
-
-class Table:
-    """Rows printed as files are scored: file, verdict, probability, frames, faces, status."""
-
-    def __init__(self, paths: Sequence[str], stream=None):
-        self.stream = stream or sys.stdout
-        self.width = max([len("FILE")] + [len(p) for p in paths])
-
-    def _line(self, *cells: str) -> None:
-        file, verdict, probability, scored, faces, status = cells
-        print(f"{file:<{self.width}}  {verdict:<7}  {probability:>7}  {scored:>6}  {faces:>13}  "
-              f"{status}", file=self.stream, flush=True)
-
-    def header(self) -> None:
-        self._line("FILE", "VERDICT", "P(FAKE)", "SCORED", "FACES/SAMPLED", "STATUS")
-
-    def row(self, result: FileResult) -> None:
-        faces = f"{result.faces_found}/{result.frames_sampled}"
-        if result.error:
-            self._line(result.path, "-", "-", "0", faces, f"failed: {result.error}")
-        else:
-            self._line(result.path, result.label, f"{result.probability:.4f}",
-                       str(result.frames_scored), faces, "ok")
-
-
-def write_report(path: str, results: Sequence[FileResult], options: PredictOptions,
-                 image_size: int) -> None:
-    """The JSON report: options, a summary, and one entry per file (``docs/predict.md``)."""
-    report = {
-        "model": options.model,
-        "threshold": options.threshold,
-        "frames": options.frames,
-        "crop": options.crop,
-        "margin": options.margin,
-        "image_size": image_size,
-        "summary": {"files": len(results),
-                    "scored": sum(r.error is None for r in results),
-                    "failed": sum(r.error is not None for r in results)},
-        "files": [r.to_json() for r in results],
-    }
-    write_json(path, report)
-
-
 def load(model: str):
     """The model as a scorer (`mclcr_keras.inference.scorer.load_scorer`); failures: UsageError."""
     from mclcr_keras.inference.scorer import load_scorer
@@ -295,13 +258,20 @@ def predict(options: PredictOptions, scorer=None, stream=None) -> list[FileResul
     if scorer is None:
         scorer = load(options.model)
     image_size = int(scorer.image_size)
+    threshold = resolve_threshold(options.threshold, scorer)
+    if threshold[1]["from"] == "default":
+        logger.warning("%s carries no validation threshold (train writes best.threshold.json "
+                       "beside best.keras; export copies it): calling files at %.2f; pass "
+                       "--threshold to choose", options.model, threshold[0])
+    else:
+        logger.info("threshold %.4f (%s)", threshold[0], threshold[1]["from"])
     cropper = make_cropper(options, image_size)
     table = Table(paths, stream)
     table.header()
     results = []
     for path in paths:
         try:
-            result = score_file(path, cropper, scorer, options.batch_size, options.threshold)
+            result = score_file(path, cropper, scorer, options.batch_size, threshold[0])
         except Exception as error:  # one odd file must not end the run
             logger.debug("scoring %s failed", path, exc_info=True)
             reason = (str(error).strip().splitlines() or [""])[0]
@@ -309,16 +279,5 @@ def predict(options: PredictOptions, scorer=None, stream=None) -> list[FileResul
         table.row(result)
         results.append(result)
     if options.json:
-        write_report(options.json, results, options, image_size)
+        write_report(options.json, results, options, image_size, threshold)
     return results
-
-
-def summary(results: Sequence[FileResult], options: PredictOptions) -> str:
-    """The last line of a run: files scored, failed, and where the JSON report is."""
-    failed = [r for r in results if r.error]
-    text = f"predict: scored {len(results) - len(failed)} of {len(results)} files"
-    if failed:
-        text += f"; {len(failed)} failed"
-    if options.json:
-        text += f"; JSON report in {options.json}"
-    return text

@@ -33,7 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from mclcr_keras.data import schema
-from mclcr_keras.models.saving import load_model, model_image_size
+from mclcr_keras.models.saving import load_model, model_image_size, stored_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ BYTES_SIGNATURE = "serving_bytes"
 PIXELS_INPUT = "images"
 BYTES_INPUT = "images_bytes"
 OUTPUT_KEYS = ("probability", "logit")
+# What export writes beside the SavedModel: signatures, model config, the val threshold.
+METADATA_FILE = os.path.join("assets.extra", "mclcr_keras.json")
 
 __all__ = [
     "BYTES_INPUT",
@@ -143,13 +145,19 @@ class Scorer(abc.ABC):
         path: the file or directory the model was loaded from.
         kind: `"keras"` or `"saved_model"`.
         image_size: side `S` of the square RGB crops the model takes.
+        threshold: the decision threshold chosen on the validation split for this model,
+            ``{"value", "criterion", "split", ...}``, from the ``.keras`` file's sidecar
+            (`mclcr_keras.models.saving.stored_threshold`) or the SavedModel's metadata; `None`
+            when the model carries none.
     """
 
     kind: str = ""
 
-    def __init__(self, path: str | os.PathLike, image_size: int):
+    def __init__(self, path: str | os.PathLike, image_size: int,
+                 threshold: dict | None = None):
         self.path = str(path)
         self.image_size = int(image_size)
+        self.threshold = threshold
 
     @abc.abstractmethod
     def _score(self, images: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -210,7 +218,8 @@ class KerasScorer(Scorer):
     kind = "keras"
 
     def __init__(self, model, path: str | os.PathLike = "<in memory>"):
-        super().__init__(path, model_image_size(model.input_shape, f"model {path}"))
+        threshold = stored_threshold(path) if os.path.isfile(path) else None
+        super().__init__(path, model_image_size(model.input_shape, f"model {path}"), threshold)
         self.model = model
         spec = tf.TensorSpec([None, self.image_size, self.image_size, 3], tf.float32)
         # One trace for every batch size (the last evaluation batch is smaller).
@@ -252,11 +261,23 @@ class SavedModelScorer(Scorer):
                 f"float32 pixels, got {spec.dtype.name}"
             )
         size = model_image_size(spec.shape.as_list(), f"SavedModel {directory}")
-        super().__init__(directory, size)
+        super().__init__(directory, size, _exported_threshold(directory))
 
     def _score(self, images):
         outputs = self._signature(**{self._input_name: images})
         return probability_and_logit(outputs, f"SavedModel {self.path}")
+
+
+def _exported_threshold(directory: Path) -> dict | None:
+    """The ``threshold`` record of an export's metadata (`None`: absent, or an older export)."""
+    import json
+
+    try:
+        metadata = json.loads((directory / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    record = metadata.get("threshold") if isinstance(metadata, dict) else None
+    return record if isinstance(record, dict) and "value" in record else None
 
 
 def load_scorer(path: str | os.PathLike) -> Scorer:
