@@ -164,7 +164,10 @@ def test_evaluation_metrics_are_those_of_the_predictions(quick_run, summary, bes
     frame = result["frame"]
     assert frame["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert frame["ap"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
-    assert frame["acc"] == pytest.approx(np.mean((p > 0.5) == y), abs=1e-12)
+    threshold = report["threshold"]["value"]  # chosen on the demo's val split
+    assert report["threshold"]["split"] == "val"
+    assert frame["acc"] == pytest.approx(np.mean((p > threshold) == y), abs=1e-12)
+    assert frame["acc_at_0.5"] == pytest.approx(np.mean((p > 0.5) == y), abs=1e-12)
     assert frame["eer"] == pytest.approx(_eer(y, p), abs=1e-9)
     videos = predictions.groupby(["dataset", "method", "video_id"]).agg(
         label=("label", "first"), probability=("probability", "mean"))

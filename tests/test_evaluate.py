@@ -3,8 +3,9 @@ schema and the shared tiny MC-LCR (`tiny_model_path`, its logit bias centred on 
 
 Every number in metrics.json is recomputed here from predictions.csv with scikit-learn, NumPy and
 pandas (the bootstrap intervals from the same video draws, `video_resample_counts`, with a
-pairwise AUC on the explicitly resampled frames), and predictions.csv is checked against the
-model's own predictions on the images read back from the records.
+pairwise AUC on the explicitly resampled frames; ACC at the threshold metrics.json reports, which
+tests/test_val_threshold.py recomputes from val_predictions.csv), and predictions.csv is checked
+against the model's own predictions on the images read back from the records.
 """
 
 import contextlib
@@ -96,8 +97,8 @@ def read_records(root, split: str = "test") -> tuple[pd.DataFrame, np.ndarray]:
 def records(tmp_path_factory):
     root = tmp_path_factory.mktemp("records")
     ffpp = write_records(root / "ffpp", "ffpp", FFPP, seed=1)
-    # A val split that must not be read by default.
-    write_records(root / "ffpp", "ffpp", FFPP[:2], split="val", frames=1, seed=2)
+    # The val split the threshold is chosen on (tests/test_val_threshold.py); Celeb-DF has none.
+    write_records(root / "ffpp", "ffpp", FFPP, split="val", frames=2, seed=2)
     celebdf = write_records(root / "celebdf", "celebdf", CELEBDF, frames=2, seed=3, real_shards=1)
     return {"ffpp": ffpp, "celebdf": celebdf}
 
@@ -188,7 +189,9 @@ def test_frame_metrics_match_scikit_learn(single_run):
     assert frame["n"] == len(y) and frame["n_fake"] == int(y.sum())
     assert frame["auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert frame["ap"] == pytest.approx(average_precision_score(y, p), abs=1e-12)
-    assert frame["acc"] == pytest.approx(np.mean((p > 0.5) == y), abs=1e-12)
+    threshold = report["threshold"]["value"]
+    assert frame["acc"] == pytest.approx(np.mean((p > threshold) == y), abs=1e-12)
+    assert frame["acc_at_0.5"] == pytest.approx(np.mean((p > 0.5) == y), abs=1e-12)
     assert frame["eer"] == pytest.approx(_eer(y, p), abs=1e-9)
 
 
@@ -204,8 +207,10 @@ def test_video_metrics_match_a_pandas_groupby(single_run):
     video = report["records"]["ffpp"]["video"]
     assert video["n_videos"] == 7 and video["n_fake"] == 4
     assert video["auc"] == pytest.approx(roc_auc_score(videos["label"], videos["probability"]))
-    accuracy = np.mean((videos["probability"] > 0.5) == videos["label"])
+    accuracy = np.mean((videos["probability"] > report["threshold"]["value"]) == videos["label"])
     assert video["acc"] == pytest.approx(accuracy)
+    accuracy = np.mean((videos["probability"] > 0.5) == videos["label"])
+    assert video["acc_at_0.5"] == pytest.approx(accuracy)
 
 
 @pytest.mark.slow
@@ -402,7 +407,7 @@ def test_a_corrupt_shard_is_a_runtime_failure(tmp_path, tiny_model_path, capsys)
         handle.seek(20)
         handle.write(b"\x00" * 64)
     status = evaluate.main(["--model", str(tiny_model_path), "--records", root, "--out",
-                            str(tmp_path / "out")])
+                            str(tmp_path / "out"), "--threshold", "0.5"])  # no val split
     err = capsys.readouterr().err
     assert status == 1, err
     assert err.startswith("evaluate: error: ") and len(err.strip().splitlines()) == 1, err

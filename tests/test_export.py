@@ -320,7 +320,8 @@ def test_evaluate_accepts_the_exported_saved_model(exported, tmp_path):
                     "original" if label == 0 else "SBI", "demo", index % 2,
                 ))
     status = evaluate.main(["--model", str(exported["target"]), "--records",
-                            str(tmp_path / "records"), "--out", str(tmp_path / "eval")])
+                            str(tmp_path / "records"), "--out", str(tmp_path / "eval"),
+                            "--threshold", "0.5"])  # a test split only: no val threshold
     assert status == 0
     predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     expected, _ = _keras_outputs(exported["model"], crops)  # order: real shard, fake shard

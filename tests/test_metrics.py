@@ -317,7 +317,9 @@ def test_cross_dataset_table():
     assert list(table.index) == ["ffpp", "celebdf"]
     assert list(table.columns) == ["frame_auc", "frame_auc_ci95_low", "frame_auc_ci95_high",
                                    "video_auc", "video_auc_ci95_low", "video_auc_ci95_high",
-                                   "eer", "ap", "acc", "brier", "ece", "n_frames", "n_videos"]
+                                   "eer", "ap", "acc", "acc_at_0.5", "brier", "ece", "n_frames",
+                                   "n_videos"]
+    assert table.loc["ffpp", "acc_at_0.5"] == results["ffpp"]["frame"]["acc_at_0.5"]
     assert table.loc["celebdf", "video_auc"] == results["celebdf"]["video"]["auc"]
     assert table.loc["ffpp", "eer"] == results["ffpp"]["frame"]["eer"]
     assert table.loc["ffpp", "brier"] == results["ffpp"]["frame"]["brier"]

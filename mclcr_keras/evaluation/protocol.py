@@ -31,19 +31,25 @@ from mclcr_keras.metrics import (
     auc_intervals,
     calibration_metrics,
     frame_metrics,
+    operating_point,
     per_method_auc,
     video_metrics,
+    video_scores,
 )
 
 # What evaluate_predictions needs of a predictions table (predictions.csv has more columns).
 PREDICTION_COLUMNS = ("dataset", "method", "video_id", "frame_index", "label", "probability")
 VIDEO_KEY_COLUMNS = ("dataset", "method", "video_id")
+# ACC is also reported at the conventional 0.5, beside the chosen threshold (key ACC_AT_HALF).
+HALF = 0.5
+ACC_AT_HALF = "acc_at_0.5"
 # The float columns of the cross-dataset table (then n_frames, n_videos).
 TABLE_COLUMNS = ("frame_auc", "frame_auc_ci95_low", "frame_auc_ci95_high", "video_auc",
-                 "video_auc_ci95_low", "video_auc_ci95_high", "eer", "ap", "acc", "brier", "ece")
+                 "video_auc_ci95_low", "video_auc_ci95_high", "eer", "ap", "acc", ACC_AT_HALF,
+                 "brier", "ece")
 
-__all__ = ["PREDICTION_COLUMNS", "TABLE_COLUMNS", "VIDEO_KEY_COLUMNS", "cross_dataset_table",
-           "evaluate_predictions"]
+__all__ = ["ACC_AT_HALF", "HALF", "PREDICTION_COLUMNS", "TABLE_COLUMNS", "VIDEO_KEY_COLUMNS",
+           "cross_dataset_table", "evaluate_predictions"]
 
 
 def _check_table(df: pd.DataFrame) -> None:
@@ -69,14 +75,18 @@ def _evaluate_subset(df: pd.DataFrame, threshold: float) -> dict:
     y = df["label"].to_numpy()
     p = df["probability"].to_numpy(dtype=np.float64)
     keys = df[list(VIDEO_KEY_COLUMNS)].astype(str)
+    frame, video = frame_metrics(y, p, threshold), video_metrics(keys, y, p, threshold)
+    _, video_y, video_p = video_scores(keys, y, p)
+    frame[ACC_AT_HALF] = float(np.mean((p > HALF) == y))
+    video[ACC_AT_HALF] = float(np.mean((video_p > HALF) == video_y))
     return {
-        "frame": {**frame_metrics(y, p, threshold), **calibration_metrics(y, p)},
-        "video": video_metrics(keys, y, p, threshold),
+        "frame": {**frame, **operating_point(y, p, threshold), **calibration_metrics(y, p)},
+        "video": video,
         "per_method": per_method_auc(df["method"].astype(str), y, p, video_keys=keys),
     }
 
 
-def evaluate_predictions(df: pd.DataFrame, threshold: float = DEFAULTS.threshold, *,
+def evaluate_predictions(df: pd.DataFrame, threshold: float = HALF, *,
                          bootstrap: int = DEFAULTS.bootstrap,
                          seed: int = DEFAULTS.bootstrap_seed) -> dict:
     """All metrics of a predictions table (what ``metrics.json`` holds per record set).
@@ -84,7 +94,8 @@ def evaluate_predictions(df: pd.DataFrame, threshold: float = DEFAULTS.threshold
     Args:
         df: one row per frame with columns ``dataset, method, video_id, frame_index, label,
             probability`` (other columns are ignored).
-        threshold: decision threshold for ACC at frame and video level.
+        threshold: decision threshold for ACC at frame and video level (also for the frame
+            ``fpr``, ``fnr`` and ``balanced_acc``); ``acc_at_0.5`` is ACC at 0.5 whatever it is.
         bootstrap: stratified video resamples of the AUC intervals (0: no intervals).
         seed: seed of the resamples.
 
@@ -94,7 +105,9 @@ def evaluate_predictions(df: pd.DataFrame, threshold: float = DEFAULTS.threshold
         The top level covers the whole table (per-method: each fake method against every real
         frame of the table); ``per_dataset`` repeats the evaluation inside each dataset. Every
         ``frame`` holds ``brier`` and ``ece``; the top level's ``frame`` and ``video`` hold
-        ``auc_ci95``, ``[low, high]`` or None (``bootstrap=0``, or a class missing).
+        ``auc_ci95``, ``[low, high]`` or None (``bootstrap=0``, or a class missing). ``frame``
+        and ``video`` hold ``acc`` at ``threshold`` and ``acc_at_0.5``; ``frame`` also ``fpr``,
+        ``fnr`` and ``balanced_acc`` at ``threshold`` (`mclcr_keras.metrics.operating_point`).
 
     Example:
 
@@ -128,7 +141,8 @@ def cross_dataset_table(results: dict[str, dict]) -> pd.DataFrame:
 
     Returns:
         A DataFrame indexed by name with columns `TABLE_COLUMNS` (AUCs with the bounds of their
-        95% intervals, NaN without; EER, AP, ACC, Brier and ECE at frame level), then
+        95% intervals, NaN without; EER, AP, ACC at the threshold and at 0.5, Brier and ECE at
+        frame level), then
         ``n_frames, n_videos``.
 
     Example:
@@ -160,6 +174,7 @@ def cross_dataset_table(results: dict[str, dict]) -> pd.DataFrame:
                 "eer": frame["eer"],
                 "ap": frame["ap"],
                 "acc": frame["acc"],
+                ACC_AT_HALF: frame.get(ACC_AT_HALF, np.nan),
                 "brier": frame.get("brier", np.nan),
                 "ece": frame.get("ece", np.nan),
                 "n_frames": frame["n"],

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -49,6 +50,39 @@ def package_record() -> dict:
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"version": mclcr_keras.__version__, "git_commit": commit, "dirty": dirty}
+
+
+def export_metadata(path: str | os.PathLike) -> dict | None:
+    """The ``assets.extra/mclcr_keras.json`` of an export (a version directory, or a model base's
+    highest version holding a ``saved_model.pb``, as TF Serving picks), or None. No TensorFlow."""
+    path = Path(path)
+    if not path.is_dir():
+        return None
+    versions = sorted((int(c.name) for c in path.iterdir()
+                       if c.name.isdigit() and (c / "saved_model.pb").is_file()), reverse=True)
+    for folder in [path] + [path / str(v) for v in versions]:
+        if (folder / EXPORT_METADATA).is_file():
+            try:
+                return json.loads((folder / EXPORT_METADATA).read_text())
+            except (OSError, ValueError):
+                return None
+    return None
+
+
+def stored_config(path: str | os.PathLike) -> dict | None:
+    """The ``MCLCRConfig`` dict a model file records, read without loading the model (no
+    TensorFlow): a ``.keras`` archive's ``config.json``, or an export's metadata; None for
+    another kind of model or an unreadable file."""
+    path = Path(path)
+    if path.is_dir():
+        return (export_metadata(path) or {}).get("model_config")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            saved = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    config = (saved.get("config") or {}).get("config") if isinstance(saved, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 def model_record(scorer) -> dict:
