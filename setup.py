@@ -23,6 +23,8 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mclcr_keras", "mclcr_keras.*"]),
     include_package_data=True,
+    # The paper's Tables 3-6 (evaluate --compare-paper), read with importlib.resources.
+    package_data={"mclcr_keras.evaluation": ["paper_results.csv"]},
     python_requires=">=3.10",
     install_requires=_requirements(),
     extras_require={
@@ -34,7 +36,10 @@ setup(
             "nbformat>=5.10",
             "ipykernel>=6.29",
             "ruff>=0.6",
+            "av>=14",  # the H.264 perturbation of evaluate --perturb (tests/test_robustness.py)
         ],
+        # evaluate --perturb h264:CRF,...: PyAV's wheels include libx264 (OpenCV's do not).
+        "robustness": ["av>=14"],
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
     },
     license="Apache-2.0",

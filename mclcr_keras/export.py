@@ -35,6 +35,11 @@ def build_parser() -> cli.Parser:
         help="version number (default: next integer after the existing versions, or 1); "
              "an existing version is never overwritten",
     )
+    parser.add_argument(
+        "--model-card", default=None, metavar="FILE",
+        help="a model_card.json written by evaluate, copied into the version's "
+             "assets.extra/model_card.json",
+    )
     return parser
 
 
@@ -43,15 +48,18 @@ def command(args) -> None:
 
     from mclcr_keras.errors import UsageError
     from mclcr_keras.inference import scorer
+    from mclcr_keras.inference.card_asset import MODEL_CARD_ASSET
     from mclcr_keras.inference.export import METADATA_FILE, export_model
 
     try:
-        target = export_model(args.model, args.out, args.version)
+        target = export_model(args.model, args.out, args.version, model_card=args.model_card)
     except (FileNotFoundError, FileExistsError, ValueError) as error:  # model, version, file
         raise UsageError(str(error)) from None
 
     size = json.loads((target / METADATA_FILE).read_text())["image_size"]
     print(f"SavedModel written to {target}")
+    if args.model_card:
+        print(f"  model card: {target / MODEL_CARD_ASSET}")
     print(f"  {scorer.PIXELS_SIGNATURE}: {scorer.PIXELS_INPUT} float32 (None, {size}, {size}, 3)"
           " -> probability, logit (None,)")
     print(f"  {scorer.BYTES_SIGNATURE}: {scorer.BYTES_INPUT} string (None,) PNG/JPEG"
@@ -72,6 +80,13 @@ def check(args) -> None:
     check_output_dir(args.out, "--out")
     if not os.path.exists(args.model):
         raise UsageError(f"model not found: {args.model}")
+    if args.model_card is not None:
+        from mclcr_keras.inference.card_asset import read_model_card
+
+        try:
+            read_model_card(args.model_card)
+        except (FileNotFoundError, ValueError) as error:
+            raise UsageError(str(error)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

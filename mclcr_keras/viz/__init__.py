@@ -6,6 +6,7 @@
 - Fig. 7, `plot_tsne`: t-SNE of the `F_E` embeddings coloured by manipulation method.
 - `roc_curve_plot`: the ROC curves of an evaluation report (``roc.png``).
 - `reliability_plot`: the reliability diagram of an evaluation report (``reliability.png``).
+- `robustness_plot`: AUC against perturbation severity (``robustness.png``, ``evaluate --perturb``).
 
 Figures are drawn on pyplot-free matplotlib `Figure` objects (Agg), so nothing needs a display
 and the global pyplot state is untouched. The command line is ``python -m mclcr_keras.viz``
@@ -25,6 +26,7 @@ plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=1000)
 from mclcr_keras.viz._common import align_faces, load_model, read_rgb
 from mclcr_keras.viz.feature_maps import feature_maps_figure, plot_feature_maps, summed_feature_maps
 from mclcr_keras.viz.reliability import reliability_plot
+from mclcr_keras.viz.robustness import robustness_plot
 from mclcr_keras.viz.roc import roc_curve_plot
 from mclcr_keras.viz.spectra import (
     align_pair,
@@ -63,6 +65,7 @@ __all__ = [
     "read_rgb",
     "records_embeddings",
     "reliability_plot",
+    "robustness_plot",
     "roc_curve_plot",
     "stratified_indices",
     "summed_feature_maps",
