@@ -230,6 +230,12 @@ def test_predict_scores_the_faces_of_full_frames(quick_run, summary, best_model)
     assert [entry["path"] for entry in report["files"]] == [str(f) for f in files]
     assert report["summary"] == {"files": 2, "scored": 2, "failed": 0}
     assert report["image_size"] == QUICK.image_size
+    # The export carries the EER threshold training chose on val for best.keras.
+    sidecar = json.loads((out / "run" / "best.threshold.json").read_text())
+    threshold = report["threshold"]
+    assert threshold == pytest.approx(sidecar["value"])
+    assert (report["threshold_source"]["from"], report["threshold_source"]["split"]) == (
+        "model", "val")
     aligner = FaceAligner(size=QUICK.image_size)
     for entry, path in zip(report["files"], files):
         face = aligner(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
@@ -237,7 +243,8 @@ def test_predict_scores_the_faces_of_full_frames(quick_run, summary, best_model)
         assert entry["status"] == "ok" and entry["faces_found"] == entry["frames_scored"] == 1
         assert entry["frame_scores"][0]["box"] == [int(v) for v in face.box]
         assert entry["probability"] == pytest.approx(float(expected.ravel()[0]), abs=1e-5)
-        assert entry["label"] == ("FAKE" if entry["probability"] > 0.5 else "REAL")
+        # Called at the validation threshold training stored beside best.keras.
+        assert entry["label"] == ("FAKE" if entry["probability"] > threshold else "REAL")
     results = summary["results"]["predict"]
     truths = ["REAL", "FAKE"]
     assert [f["truth"] for f in results["files"]] == truths

@@ -91,15 +91,38 @@ def test_balanced_evaluation_pass_alternates_classes_the_same_way_every_time(tin
 def test_validation_steps_validate_on_both_classes(tiny_records, tmp_path):
     import tensorflow as tf
 
-    from mclcr_keras.training.loop import make_datasets
+    from mclcr_keras.training.datasets import make_datasets
     from mclcr_keras.training.options import TrainConfig
 
     options = TrainConfig(records=str(tiny_records), out=str(tmp_path), batch_size=4,
                           image_size=64, validation_steps=2).record()
     _, val, resolved = make_datasets(options, tf.distribute.get_strategy(), 0)
-    batches = [labels.numpy().tolist() for _, labels in val]
+    batches = [labels.numpy().tolist() for _, labels in val.balanced]
     assert resolved["validation_steps"] == len(batches) == 2
     assert all(sorted(batch) == [0.0, 0.0, 1.0, 1.0] for batch in batches)
+    # The subset also gives the AUC: its labels, known in advance, are those read.
+    scored = [y for _, labels in val.full for y in labels.numpy().astype(int).tolist()]
+    assert scored == val.full_labels.tolist() == [0, 1] * 4
+
+
+def test_the_auc_pass_scores_every_val_frame_once_with_known_labels(tiny_records, tmp_path):
+    import tensorflow as tf
+
+    from mclcr_keras.data.records import count_records
+    from mclcr_keras.training.datasets import make_datasets
+    from mclcr_keras.training.options import TrainConfig
+
+    options = TrainConfig(records=str(tiny_records), out=str(tmp_path), batch_size=4,
+                          image_size=64).record()
+    _, val, resolved = make_datasets(options, tf.distribute.get_strategy(), 0)
+    counts = count_records(tiny_records, "val")
+    scored = [y for _, labels in val.full for y in labels.numpy().astype(int).tolist()]
+    assert len(scored) == resolved["val_pass_frames"] == counts["real"] + counts["fake"]
+    assert scored == val.full_labels.tolist()
+    assert sorted(scored) == [0] * counts["real"] + [1] * counts["fake"]
+    balanced = [labels.numpy().tolist() for _, labels in val.balanced]
+    assert len(balanced) == resolved["validation_steps"]
+    assert all(sorted(batch) == [0.0, 0.0, 1.0, 1.0] for batch in balanced)
 
 
 # ---------------------------------------------------------------- outputs checked first
@@ -205,7 +228,7 @@ def test_inputs_are_identified_by_content_both_ways(tmp_path, ffpp_mini):
     as_video, frames = crop_file(str(disguised_video), cropper)
     assert (as_video.kind, as_video.error, as_video.frames_sampled) == ("video", None, 2)
     as_image, frames = crop_file(str(disguised_image), cropper)
-    assert (as_image.kind, as_image.error, len(frames)) == ("image", None, 1)
+    assert (as_image.kind, as_image.error, len(frames.kept)) == ("image", None, 1)
 
 
 def test_a_truncated_keras_file_is_named_not_readable(tmp_path, tiny_model_path):
