@@ -24,7 +24,9 @@ setup(
     packages=find_packages(include=["mclcr_keras", "mclcr_keras.*"]),
     include_package_data=True,
     # The paper's Tables 3-6 (evaluate --compare-paper), read with importlib.resources.
-    package_data={"mclcr_keras.evaluation": ["paper_results.csv"]},
+    package_data={"mclcr_keras.evaluation": ["paper_results.csv"],
+                  # The service's page (python -m mclcr_keras.serve): plain HTML, JS and CSS.
+                  "mclcr_keras.serve": ["static/*.html", "static/*.js", "static/*.css"]},
     python_requires=">=3.10",
     install_requires=_requirements(),
     extras_require={
@@ -37,7 +39,14 @@ setup(
             "ipykernel>=6.29",
             "ruff>=0.6",
             "av>=14",  # the H.264 perturbation of evaluate --perturb (tests/test_robustness.py)
+            # python -m mclcr_keras.serve and its client (tests/test_serve.py)
+            "fastapi>=0.115", "uvicorn>=0.29", "python-multipart>=0.0.18", "httpx>=0.27",
+            "tensorflow-serving-api==2.21.*",  # export's warm-up file (tests/test_serving_files.py)
         ],
+        # export's TF Serving warm-up requests (PredictionLog protos); same release as TensorFlow.
+        "serving": ["tensorflow-serving-api==2.21.*"],
+        # python -m mclcr_keras.serve: the HTTP scoring service (docs/serve.md).
+        "serve": ["fastapi>=0.115", "uvicorn>=0.29", "python-multipart>=0.0.18"],
         # evaluate --perturb h264:CRF,...: PyAV's wheels include libx264 (OpenCV's do not).
         "robustness": ["av>=14"],
         "gpu": ["tensorflow[and-cuda]==2.21.*"],

@@ -22,9 +22,9 @@ def build_parser() -> cli.Parser:
     parser = cli.make_parser(
         "predict",
         "Score images and videos for face forgery with a trained MC-LCR model. Faces are "
-        "detected and aligned exactly as build_records does (videos: --frames frames sampled "
-        "evenly, one tracked face); each aligned crop is scored and the file's fake "
-        "probability is the mean over its frames.",
+        "aligned exactly as build_records aligns them (videos: --frames frames sampled "
+        "evenly); every face is tracked across the frames, each track scored (mean over its "
+        "frames), and the file called by its most suspicious track (--aggregate).",
         exits=(cli.EXIT_OK, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_PARTIAL,
                cli.EXIT_INTERRUPTED),
         details="Files that cannot be scored (missing, unreadable, no face) get a row saying "
@@ -43,7 +43,7 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                         help="face crops per model call (default: %(default)s)")
     parser.add_argument("--threshold", type=float, default=None,
-                        help="a file is FAKE when its mean fake probability is > this (default: "
+                        help="a file is FAKE when its fake probability is > this (default: "
                              "the threshold chosen on the validation split that the model "
                              "carries: best.threshold.json beside a .keras file, or an export's "
                              "metadata; 0.5 for a model without one)")
@@ -54,8 +54,27 @@ def build_parser() -> cli.Parser:
                         help="crop side / face box side; use the value the records were built "
                              "with (default: %(default)s)")
     parser.add_argument("--json", metavar="OUT.json",
-                        help="also write a JSON report with per-frame scores to this file "
-                             "(default: no JSON, table only)")
+                        help="also write a JSON report with per-track and per-frame scores to "
+                             "this file (default: no JSON, table only)")
+    parser.add_argument("--min-track-frames", type=int, default=DEFAULTS.min_track_frames,
+                        metavar="N",
+                        help="drop a video's face tracks seen in fewer than N sampled frames "
+                             "(capped at the frames sampled; not applied to images; "
+                             "default: %(default)s)")
+    parser.add_argument("--aggregate", default=DEFAULTS.aggregate, choices=("max", "mean"),
+                        help="file probability from its tracks': max = the most suspicious face "
+                             "(default), mean = their mean")
+    parser.add_argument("--explain", metavar="DIR",
+                        help="also write an explanation figure per scored file into DIR (best "
+                             "frame, crop, Grad-CAM, frequency saliency per track; .keras only)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULTS.max_pixels, metavar="N",
+                        help="refuse, before decoding, an image whose header declares more than "
+                             "N pixels and a video whose frames are larger (default: "
+                             "%(default)s = 50 MP)")
+    parser.add_argument("--max-duration", type=float, default=DEFAULTS.max_duration,
+                        metavar="SECONDS",
+                        help="sample a longer video over its first SECONDS only (at most SECONDS "
+                             "x fps frames decoded; default: %(default)s)")
     return parser
 
 

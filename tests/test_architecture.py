@@ -11,7 +11,8 @@ MAX_LINES = 350
 # `python -m mclcr_keras.<tool>`: argparse and one library call each; nothing imports them.
 ENTRY_POINTS = {"mclcr_keras.build_records", "mclcr_keras.train", "mclcr_keras.evaluate",
                 "mclcr_keras.export", "mclcr_keras.predict", "mclcr_keras.demo_data",
-                "mclcr_keras.demo.__main__", "mclcr_keras.viz.__main__"}
+                "mclcr_keras.demo.__main__", "mclcr_keras.viz.__main__",
+                "mclcr_keras.serve.__main__"}
 SHELL = "mclcr_keras.cli"
 # What each part of the package may import from the package (besides itself).
 BASE = {"mclcr_keras.errors", "mclcr_keras.files", "mclcr_keras.lazy"}
@@ -27,11 +28,14 @@ ALLOWED = {
     "mclcr_keras.models": BASE | {"mclcr_keras.layers", "mclcr_keras.losses"},
     "mclcr_keras.training": BASE | {"mclcr_keras.data", "mclcr_keras.models",
                                     "mclcr_keras.losses", "mclcr_keras.metrics"},
-    "mclcr_keras.inference": BASE | {"mclcr_keras.data", "mclcr_keras.models"},
+    # predict --explain draws with viz.explain (lazily, inference.explanations); nothing else of viz
+    "mclcr_keras.inference": BASE | {"mclcr_keras.data", "mclcr_keras.models",
+                                     "mclcr_keras.viz.explain"},
     "mclcr_keras.viz": BASE | {"mclcr_keras.data", "mclcr_keras.models", "mclcr_keras.layers"},
     "mclcr_keras.evaluation": BASE | {"mclcr_keras.data", "mclcr_keras.inference",
                                       "mclcr_keras.metrics", "mclcr_keras.viz",
                                       "mclcr_keras.training"},
+    "mclcr_keras.serve": BASE | {"mclcr_keras.data", "mclcr_keras.inference"},
     "mclcr_keras.demo": BASE | {"mclcr_keras.data", "mclcr_keras.models", "mclcr_keras.training",
                                 "mclcr_keras.inference", "mclcr_keras.evaluation",
                                 "mclcr_keras.viz"},

@@ -240,8 +240,12 @@ def test_read_image_rgb_and_grey(tmp_path: Path):
 
 def test_read_image_errors(tmp_path: Path):
     (tmp_path / "text.png").write_text("not an image")
-    with pytest.raises(MediaError, match="^not an image: OpenCV cannot decode it"):
+    with pytest.raises(MediaError, match=r"^not an image: unknown format \(PNG, JPEG, GIF, BMP"):
         read_image(tmp_path / "text.png")
+    png = cv2.imencode(".png", np.zeros((64, 64, 3), np.uint8))[1].tobytes()
+    (tmp_path / "body.png").write_bytes(png[:40] + bytes(64))  # a valid header, a broken body
+    with pytest.raises(MediaError, match="^not an image: OpenCV cannot decode it"):
+        read_image(tmp_path / "body.png")
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(MediaError, match=r"^empty file \(0 bytes\)$"):
         read_image(tmp_path / "empty.jpg")

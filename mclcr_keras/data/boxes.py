@@ -1,5 +1,5 @@
 """Face boxes ``(x0, y0, x1, y1)`` in frame pixels (``x1``/``y1`` exclusive): centre, side,
-overlap, and the nearest box to a tracked one.
+overlap, one box per face (`distinct`), and the nearest box to a tracked one.
 
 Example:
 
@@ -33,6 +33,21 @@ def iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+def distinct(boxes: list[Box], overlap: float = 0.4) -> list[Box]:
+    """``boxes`` without those overlapping an earlier one by IoU > ``overlap``: one box per face
+    when two searches (two scales, a tracking window and a full pass) find the same face. Order
+    kept; the first box found wins.
+
+    >>> distinct([(0, 0, 10, 10), (1, 0, 11, 10), (20, 0, 30, 10)])
+    [(0, 0, 10, 10), (20, 0, 30, 10)]
+    """
+    kept: list[Box] = []
+    for box in boxes:
+        if all(iou(box, other) <= overlap for other in kept):
+            kept.append(box)
+    return kept
 
 
 def nearest(boxes: list[Box], previous: Box) -> Box:

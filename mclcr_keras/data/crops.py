@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 
 from mclcr_keras.data import video
+from mclcr_keras.data.search_cost import SearchBudget
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +65,18 @@ def sampled_frames(kind: str, paths: Sequence[str],
 def track_faces(frames: Iterable[tuple[int, object]], aligner) -> Iterator[tuple[int, object]]:
     """``(frame_index, Face)`` of one face tracked across ``frames`` (frames without one skipped).
 
+    Once a frame's full search found nothing, the later frames get the cheap search only
+    (`mclcr_keras.data.search_cost.SearchBudget`): a faceless video costs about what one with a
+    face does.
+
     Args:
         frames: ``(frame_index, rgb uint8 (H, W, 3))`` in frame order.
         aligner: a `mclcr_keras.data.faces.FaceAligner`.
     """
-    previous = None
+    previous, budget = None, SearchBudget()
     for index, rgb in frames:
-        face = aligner(rgb, previous)
+        face = aligner(rgb, previous, escalate=budget.escalate)
+        budget.record(found=face is not None)
         if face is None:
             continue
         previous = face.box

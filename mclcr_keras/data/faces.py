@@ -42,13 +42,12 @@ from mclcr_keras.data.alignment import (
     template_points,
     warp_crop,
 )
-from mclcr_keras.data.boxes import Box, box_side, center, nearest
+from mclcr_keras.data.boxes import Box, box_side, center, distinct, nearest
 from mclcr_keras.data.landmark_models import landmark_model_path
+from mclcr_keras.data.search_cost import DLIB_WINDOW as _DLIB_WINDOW
+from mclcr_keras.data.search_cost import cheap, plan_scales
 
-# dlib's HOG window is 80 x 80 pixels: the smallest face found at a given scale.
-_DLIB_WINDOW = 80
 _PAD = 0.15
-_MAX_DETECT_SIDE = 3840
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -79,8 +78,8 @@ class FaceAligner:
         margin: crop side / dlib box side (1.3 = the FF++ crop).
         detect_max_side: first detection pass on a copy whose longer side is at most this.
         min_face: smallest face (dlib box side, original pixels) searched for when the first pass
-            finds nothing; the scale doubles until it is reached (40 px costs ~1 s on a 1080p frame
-            with no face; it is only paid when the cheaper passes fail).
+            finds nothing; the scale doubles until it is reached or the image has 2560 x 1440
+            pixels (`search_cost`: a faceless 1080p frame's full search costs ~0.5 s).
         track_window: side of the tracking window, in previous-box widths.
         border: ``"constant"`` (black, as DeepfakeBench's ``warpAffine``) or ``"replicate"`` for
             crop pixels outside the frame.
@@ -179,16 +178,9 @@ class FaceAligner:
         return boxes
 
     def _scales(self, rgb: np.ndarray, min_face: float) -> list[float]:
-        """Detection scales from coarse to fine: downscaled first, doubled until min_face."""
-        longest = max(rgb.shape[:2])
-        scale = min(1.0, self.detect_max_side / longest)
-        # never beyond a 3840 px image (1080p upsampled twice): in 4K video a face is 80 px or more
-        last = max(scale, min(_DLIB_WINDOW / min_face, _MAX_DETECT_SIDE / longest))
-        scales = [scale]
-        while scale < last - 1e-9:
-            scale = min(scale * 2.0, last)
-            scales.append(scale)
-        return scales
+        """Detection scales from coarse to fine: downscaled first, doubled until min_face, never
+        past a 2560 x 1440 image (`mclcr_keras.data.search_cost.plan_scales`)."""
+        return plan_scales(*rgb.shape[:2], self.detect_max_side, min_face)
 
     def _padded_detect(self, rgb: np.ndarray, scale: float) -> list[Box]:
         """Detect on a copy padded by edge replication: finds faces cut by the frame's border.
@@ -203,15 +195,19 @@ class FaceAligner:
             for b in self._detect_at(padded, scale)
         ]
 
-    def _passes(self, rgb: np.ndarray, min_face: float):
-        """Detection passes from cheap to costly, each a callable returning boxes."""
-        scales = self._scales(rgb, min_face)
+    def _passes(self, rgb: np.ndarray, min_face: float, escalate: bool = True):
+        """Detection passes from cheap to costly, each a callable returning boxes; without
+        ``escalate`` only the first and those on images of <= `search_cost.CHEAP_PIXELS`."""
+        scales, (height, width) = self._scales(rgb, min_face), rgb.shape[:2]
+        pad = 2 * max(1, int(round(_PAD * max(height, width))))  # as _padded_detect pads
         yield lambda: self._detect_at(rgb, scales[0])
-        yield lambda: self._padded_detect(rgb, scales[0])
+        if escalate or cheap((height + pad) * (width + pad) * scales[0] ** 2):
+            yield lambda: self._padded_detect(rgb, scales[0])
         for scale in scales[1:]:
-            yield lambda scale=scale: self._detect_at(rgb, scale)
+            if escalate or cheap(height * width * scale**2):
+                yield lambda scale=scale: self._detect_at(rgb, scale)
 
-    def detect(self, rgb: np.ndarray) -> list[Box]:
+    def detect(self, rgb: np.ndarray, escalate: bool = True) -> list[Box]:
         """All faces found by the first detection pass that finds any, largest first.
 
         Passes: the copy downscaled to ``detect_max_side``; the same copy padded by 15% (faces cut
@@ -220,16 +216,34 @@ class FaceAligner:
 
         Args:
             rgb: ``(H, W, 3)`` uint8 RGB frame.
+            escalate: ``False`` once the input's `search_cost.SearchBudget` is spent: cheap
+                passes only.
 
         Returns:
             Boxes ``(x0, y0, x1, y1)`` in frame coordinates, largest first; ``[]`` if none.
         """
         rgb = check_rgb(rgb)
-        for run in self._passes(rgb, self.min_face):
+        for run in self._passes(rgb, self.min_face, escalate):
             boxes = run()
             if boxes:
                 return sorted(boxes, key=lambda b: -box_side(b))
         return []
+
+    def detect_all(self, rgb: np.ndarray, near=(), down_to: float | None = None,
+                   escalate: bool = True) -> list[Box]:
+        """Every face of a frame, largest first, for following several (`mclcr_keras.data.tracks`):
+        those in the tracking window of each box of ``near`` (cheap, any size), then those of the
+        first pass (faces >= 80 px x long side / ``detect_max_side``) or, with ``down_to``,
+        of every pass down to faces of ``max(down_to, min_face)`` px (cheap ones only without
+        ``escalate``). A face found twice keeps its first box (`distinct`)."""
+        rgb = check_rgb(rgb)
+        found = [box for previous in near for box in self._detect_near(rgb, previous)]
+        if down_to is None:
+            found += self._detect_at(rgb, self._scales(rgb, self.min_face)[0])
+        else:
+            for run in self._passes(rgb, max(down_to, self.min_face), escalate):
+                found += sorted(run(), key=lambda b: -box_side(b))
+        return sorted(distinct(found), key=lambda b: -box_side(b))
 
     def _detect_near(self, rgb: np.ndarray, previous: Box) -> list[Box]:
         """Detections in a window of ``track_window`` box widths around the previous box."""
@@ -293,11 +307,12 @@ class FaceAligner:
         image = self.warp(rgb, self.transform(points))
         return Face(image=image, box=tuple(int(v) for v in box), landmarks=points)
 
-    def find(self, rgb: np.ndarray, previous_box: Box | None = None) -> Box | None:
+    def find(self, rgb: np.ndarray, previous_box: Box | None = None,
+             escalate: bool = True) -> Box | None:
         """The box of the face to keep: the largest, or the one nearest ``previous_box``."""
         rgb = check_rgb(rgb)
         if previous_box is None:
-            boxes = self.detect(rgb)
+            boxes = self.detect(rgb, escalate)
             return boxes[0] if boxes else None
         near = self._detect_near(rgb, previous_box)
         if near:
@@ -307,7 +322,7 @@ class FaceAligner:
         # face close to the old box, else the nearest face found anywhere.
         side = box_side(previous_box)
         found: list[Box] = []
-        for run in self._passes(rgb, max(self.min_face, 0.5 * side)):
+        for run in self._passes(rgb, max(self.min_face, 0.5 * side), escalate):
             boxes = run()
             for box in boxes:
                 if np.linalg.norm(center(box) - center(previous_box)) <= side:
@@ -315,12 +330,14 @@ class FaceAligner:
             found.extend(boxes)
         return nearest(found, previous_box) if found else None
 
-    def __call__(self, rgb: np.ndarray, previous_box: Box | None = None) -> Face | None:
+    def __call__(self, rgb: np.ndarray, previous_box: Box | None = None,
+                 escalate: bool = True) -> Face | None:
         """One aligned face per track, or ``None`` when the frame has no face.
 
         Args:
             rgb: ``(H, W, 3)`` uint8 RGB frame.
             previous_box: the box kept in the previous frame of the same video, if any.
+            escalate: ``False``: cheap passes only (`search_cost.SearchBudget` spent).
         """
-        box = self.find(rgb, previous_box)
+        box = self.find(rgb, previous_box, escalate)
         return None if box is None else self.align(rgb, box)

@@ -37,9 +37,10 @@ def media_kind(path: str | os.PathLike) -> str | None:
 # Leading bytes of the image and container formats OpenCV and FFmpeg read.
 _IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM",
                 b"II*\x00", b"MM\x00*")
-_VIDEO_MAGIC = (b"\x1aE\xdf\xa3", b"OggS", b"FLV", b"\x00\x00\x01\xba",
-                b"0&\xb2u\x8ef\xcf\x11")
-_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide")  # MP4, MOV, M4V, 3GP
+# EBML (MKV, WebM), Ogg, FLV, MPEG-PS, MPEG-1/2 video, ASF (WMV), an H.264/HEVC Annex B stream
+_VIDEO_MAGIC = (b"\x1aE\xdf\xa3", b"OggS", b"FLV", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3",
+                b"0&\xb2u\x8ef\xcf\x11", b"\x00\x00\x00\x01")
+_ISO_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"styp")  # MP4, MOV, 3GP
 
 
 def sniff_kind(path: str | os.PathLike) -> str | None:

@@ -7,6 +7,12 @@ container reports can be wrong: a video that ends early yields the frames that e
 decodes no frame at all raises :class:`MediaError` with a one-line reason (the converter writes it
 to ``failures.csv``).
 
+Every read is bounded (`mclcr_keras.data.limits`): a file is given to FFmpeg only when its first
+bytes are a video container's, an image is decoded only when its header declares at most
+``max_pixels``, a video only when its frames are at most that large, and with ``max_duration``
+at most its first ``max_duration`` seconds are decoded (also when the frame count must be found
+by counting).
+
 Example:
 
 ```python
@@ -27,6 +33,9 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
+from mclcr_keras.data import limits as media_limits
+from mclcr_keras.data.image_header import HeaderError, ImageSize, image_size
+from mclcr_keras.data.limits import MediaLimits
 from mclcr_keras.data.media import IMAGE, VIDEO, sniff_kind
 
 logger = logging.getLogger(__name__)
@@ -81,19 +90,44 @@ def sample_indices(total_frames: int, num_frames: int | None = 30) -> list[int]:
     return sorted({int(i) for i in np.round(points)})
 
 
-def _open(path: str | os.PathLike) -> cv2.VideoCapture:
-    path = os.fspath(path)
+def check_file(path: str, what: str = "a video") -> None:
+    """`MediaError` for a missing path, a directory or an empty file."""
     if not os.path.exists(path):
         raise MediaError("file not found", path)
     if os.path.isdir(path):
-        raise MediaError("not a video: is a directory", path)
+        raise MediaError(f"not {what}: is a directory", path)
     if os.path.getsize(path) == 0:
         raise MediaError("empty file (0 bytes)", path)
-    capture = cv2.VideoCapture(path)
+
+
+def open_video(path: str | os.PathLike, max_pixels: int | None = None) -> cv2.VideoCapture:
+    """The file opened by FFmpeg (only FFmpeg: OpenCV's image-sequence reader decodes images
+    unchecked), if its first bytes are a video container's and its frames at most
+    ``max_pixels`` (default: the limits in effect). Nothing is decoded."""
+    path = os.fspath(path)
+    check_file(path)
+    if sniff_kind(path) != VIDEO:  # by content: FFmpeg would also open a disguised image
+        raise MediaError(_unopenable_reason(path), path)
+    capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     if not capture.isOpened():
         capture.release()
         raise MediaError(_unopenable_reason(path), path)
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    max_pixels = media_limits.current().max_pixels if max_pixels is None else max_pixels
+    refusal = media_limits.pixel_refusal(VIDEO, width, height, max_pixels)
+    if refusal:
+        capture.release()
+        raise MediaError(refusal, path)
     return capture
+
+
+
+def reported_count_and_rate(capture: cv2.VideoCapture) -> tuple[int, float]:
+    """``(frame count, fps)`` as the container reports them; 0 for either when missing."""
+    total, fps = capture.get(cv2.CAP_PROP_FRAME_COUNT), capture.get(cv2.CAP_PROP_FPS)
+    total = int(total) if np.isfinite(total) and total > 0 else 0
+    return total, (float(fps) if np.isfinite(fps) and fps > 0 else 0.0)
 
 
 # Leading bytes of the containers FFmpeg reads: a file that starts like one but does not open is
@@ -103,7 +137,8 @@ def _unopenable_reason(path: str) -> str:
         head = handle.read(512)
     kind = sniff_kind(path)
     if kind == VIDEO:
-        return "truncated or corrupt video: FFmpeg cannot read its header"
+        return ("truncated or corrupt video: FFmpeg cannot read its header (or it holds no "
+                "video stream)")
     if kind == IMAGE:
         return "not a video: an image file"
     try:
@@ -115,12 +150,12 @@ def _unopenable_reason(path: str) -> str:
     return "not a video: text file" if is_text else "not a video: unknown format"
 
 
-def _count_frames(path: str | os.PathLike) -> int:
-    """Count frames by grabbing them all (used when the container reports no count)."""
-    capture = _open(path)
+def _count_frames(path: str | os.PathLike, limit: int | None, max_pixels: int) -> int:
+    """Count frames by grabbing them (when the container reports no count), at most ``limit``."""
+    capture = open_video(path, max_pixels)
     count = 0
     try:
-        while capture.grab():
+        while (limit is None or count < limit) and capture.grab():
             count += 1
     finally:
         capture.release()
@@ -128,7 +163,7 @@ def _count_frames(path: str | os.PathLike) -> int:
 
 
 def read_frames(
-    path: str | os.PathLike, num_frames: int | None = 30
+    path: str | os.PathLike, num_frames: int | None = 30, limits: MediaLimits | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(frame_index, rgb)`` for ``num_frames`` frames evenly spaced over a video.
 
@@ -138,14 +173,18 @@ def read_frames(
     Args:
         path: video file.
         num_frames: frames to sample (see :func:`sample_indices`); ``None`` yields every frame.
+        limits: pixel cap and duration window (default: the limits in effect,
+            `mclcr_keras.data.limits.current`). With ``max_duration``, a longer video is sampled
+            over its first ``max_duration`` seconds and at most that many frames are decoded.
 
     Yields:
         ``(frame_index, frame)`` with ``frame`` an RGB ``uint8`` array of shape ``(H, W, 3)``,
         in increasing ``frame_index`` order.
 
     Raises:
-        MediaError: the file is empty, not a video, or decodes no frame at all. A video that
-            ends before its reported frame count yields the sampled frames that exist (logged).
+        MediaError: the file is empty, not a video, over ``max_pixels``, or decodes no frame at
+            all. A video that ends before its reported frame count yields the sampled frames
+            that exist (logged).
 
     Example:
 
@@ -155,16 +194,22 @@ def read_frames(
     """
     if num_frames is not None and num_frames < 1:
         raise ValueError(f"num_frames must be >= 1 or None, received {num_frames}")
-    capture = _open(path)
+    limits = limits or media_limits.current()
+    capture = open_video(path, limits.max_pixels)
     try:
-        total = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-        total = int(total) if np.isfinite(total) and total > 0 else 0
-        if total == 0:
+        total, fps = reported_count_and_rate(capture)
+        window = media_limits.frame_window(fps, limits.max_duration)
+        if total == 0:  # no count reported: count by grabbing, at most the window
             capture.release()
-            total = _count_frames(path)
+            total = _count_frames(path, window, limits.max_pixels)
             if total == 0:
                 raise MediaError("no decodable frames", path)
-            capture = _open(path)
+            capture = open_video(path, limits.max_pixels)
+        if window is not None and total > window:
+            logger.info("%s: %d frames at %.3g fps, longer than max_duration %g s: sampled over "
+                        "its first %d frames", os.fspath(path), total, fps, limits.max_duration,
+                        window)
+            total = window
         wanted = sample_indices(total, num_frames)
         last = wanted[-1]
         wanted_set = set(wanted)
@@ -180,6 +225,7 @@ def read_frames(
             if index in wanted_set or index > tail_start:
                 ok, frame = capture.retrieve()
                 if ok and frame is not None:
+                    _check_frame(frame, limits.max_pixels, path)
                     if index in wanted_set:
                         yielded += 1
                         latest = None
@@ -201,17 +247,41 @@ def read_frames(
         )
 
 
+def _check_frame(frame: np.ndarray, max_pixels: int, path) -> None:
+    """A decoded frame larger than the container said (a stream that changes size) is refused."""
+    refusal = media_limits.pixel_refusal(VIDEO, frame.shape[1], frame.shape[0], max_pixels)
+    if refusal:
+        raise MediaError(refusal, path)
+
+
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 2:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB ``uint8`` ``(H, W, 3)`` (grey and alpha converted).
+def checked_image_size(path: str, max_pixels: int) -> ImageSize:
+    """The size an image's header declares; `MediaError` when unreadable or over ``max_pixels``."""
+    try:
+        size = image_size(path)
+    except HeaderError as error:
+        raise MediaError(f"not an image: {error}", path) from None
+    refusal = media_limits.pixel_refusal(IMAGE, size.width, size.height, max_pixels)
+    if refusal:
+        raise MediaError(refusal, path)
+    return size
+
+
+def read_image(path: str | os.PathLike, limits: MediaLimits | None = None) -> np.ndarray:
+    """Read an image file as RGB ``uint8`` ``(H, W, 3)`` (grey, alpha, 16-bit, CMYK converted;
+    a JPEG's EXIF orientation applied).
+
+    Only PNG, JPEG, GIF (its first frame), BMP, WebP and TIFF are decoded, and only when the
+    header declares at most ``limits.max_pixels`` (default: the limits in effect).
 
     Raises:
-        MediaError: the file is missing, empty or not a decodable image.
+        MediaError: the file is missing, empty, not one of those formats, over the pixel cap, or
+            not decodable.
 
     Example:
 
@@ -220,13 +290,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     ```
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise MediaError("file not found", path)
-    if os.path.isdir(path):
-        raise MediaError("not an image: is a directory", path)
+    check_file(path, "an image")
+    checked_image_size(path, (limits or media_limits.current()).max_pixels)
     data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise MediaError("empty file (0 bytes)", path)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if bgr is None:
         raise MediaError("not an image: OpenCV cannot decode it (corrupt or wrong format)", path)

@@ -12,6 +12,8 @@ _EXPORTS = {
     "load_scorer": "scorer",
     "export_model": "export",
     "PredictOptions": "predict",
+    "score_path": "predict",
+    "FileResult": "results",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

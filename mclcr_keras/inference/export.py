@@ -12,7 +12,9 @@ integer after the existing versions, 1 for a new base) with two signatures:
 Both take **aligned face crops** (detection and alignment stay in `mclcr_keras.inference.predict`);
 the bytes signature decodes and, when needed, resizes to `S` inside the graph. The version is
 written to a hidden temporary directory and renamed at the end, so TF Serving, which polls the base
-directory, never sees a half-written version; an existing version is never overwritten. See
+directory, never sees a half-written version; an existing version is never overwritten. Its
+`assets.extra/` also holds TF Serving's warm-up requests (`mclcr_keras.inference.warmup`), a
+`batching_parameters.txt` and a `models.config` (`mclcr_keras.inference.serving_config`). See
 `docs/serving.md`.
 """
 
@@ -25,9 +27,10 @@ import shutil
 import uuid
 from pathlib import Path
 
-from mclcr_keras.inference import scorer
+from mclcr_keras.inference import scorer, serving_config, warmup
 from mclcr_keras.inference.card_asset import MODEL_CARD_ASSET, read_model_card
 from mclcr_keras.inference.scorer import METADATA_FILE
+from mclcr_keras.inference.serving_config import ServingOptions
 from mclcr_keras.models.saving import load_model, model_image_size, stored_threshold
 
 logger = logging.getLogger(__name__)
@@ -79,8 +82,11 @@ def build_archive(model):
         probability, logit = scorer.probability_and_logit(outputs, f"model {model.name}")
         return {"probability": tf.reshape(probability, [-1]), "logit": tf.reshape(logit, [-1])}
 
+    # No `archive.track(model)`: it stores the Keras variables, whose checkpoint entries are
+    # distinct from the tf.Variables the endpoints capture, so every weight was written twice
+    # (variables/ 2.0x the weights). The collections below hold those captured tf.Variables
+    # themselves: one entry each, still reachable as `loaded.variables` (docs/serving.md).
     archive = keras.export.ExportArchive()
-    archive.track(model)
     pixels_fn = archive.add_endpoint(
         scorer.PIXELS_SIGNATURE,
         serve_pixels,
@@ -97,6 +103,10 @@ def build_archive(model):
         serve_bytes,
         input_signature=[tf.TensorSpec([None], tf.string, name=scorer.BYTES_INPUT)],
     )
+    for name, weights in (("variables", model.weights),
+                          ("trainable_variables", model.trainable_weights),
+                          ("non_trainable_variables", model.non_trainable_weights)):
+        archive.add_variable_collection(name, [weight.value for weight in weights])
     return archive
 
 
@@ -129,9 +139,44 @@ def _metadata(model, model_path: str, version: int) -> dict:
     }
 
 
+def _stable_version(out: Path, version: int, requested: int | None) -> int:
+    """The version labelled stable: `requested` (checked), else the highest other one, else
+    `version` itself."""
+    others = [number for number in scorer.saved_model_versions(out) if number != version]
+    if requested is None:
+        return max(others, default=version)
+    if requested != version and requested not in others:
+        raise ValueError(f"--stable-version {requested}: {out / str(requested)} holds no "
+                         "SavedModel")
+    return requested
+
+
+def _write_serving_files(staging: Path, out: Path, version: int, stable: int, size: int,
+                         serving: ServingOptions) -> dict:
+    """Warm-up requests and the two config files, into the staging directory; what was written
+    (relative paths), for the metadata."""
+    name = out.resolve().name
+    base_path = serving.serving_base_path or str(out.resolve())
+    configs = serving_config.write_serving_configs(staging, name, base_path, version, stable,
+                                                   serving)
+    written = None
+    if serving.warmup_batch_sizes and not warmup.serving_api_available():
+        logger.warning("no %s written: %s", warmup.WARMUP_FILE, warmup.INSTALL_HINT)
+    elif serving.warmup_batch_sizes:
+        warmup.write_warmup(staging, name, size, serving.warmup_batch_sizes)
+        written = warmup.WARMUP_FILE
+    return {
+        "warmup_requests": written,
+        "warmup_batch_sizes": list(serving.warmup_batch_sizes) if written else [],
+        "batching_parameters": str(configs[0].relative_to(staging)),
+        "models_config": str(configs[1].relative_to(staging)),
+        "model_name": name, "serving_base_path": base_path, "stable_version": stable,
+    }
+
+
 def export_model(
     model_path: str | os.PathLike, out: str | os.PathLike, version: int | None = None,
-    model_card: str | os.PathLike | None = None,
+    model_card: str | os.PathLike | None = None, serving: ServingOptions | None = None,
 ) -> Path:
     """Exports a `.keras` model to `<out>/<version>/` and returns that directory.
 
@@ -141,12 +186,15 @@ def export_model(
         version: positive version number; default `next_version(out)`.
         model_card: a ``model_card.json`` written by ``evaluate``, copied byte for byte into
             ``assets.extra/model_card.json`` (`mclcr_keras.inference.card_asset`).
+        serving: the TF Serving files written into ``assets.extra/`` (warm-up requests,
+            batching parameters, ``models.config``); default `ServingOptions()`.
 
     Raises:
         FileNotFoundError: the model file (or the model card) is missing.
         FileExistsError: `<out>/<version>` exists already.
-        ValueError: bad version, a model card that is not one, or the file is not a loadable
-            Keras model.
+        ValueError: bad version, a model card that is not one, a ``stable_version`` without a
+            SavedModel in `out`, or the file is not a loadable Keras model.
+        UsageError: a bad `ServingOptions` value.
 
     Example:
 
@@ -171,6 +219,9 @@ def export_model(
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} exists and is not a directory")
     card = read_model_card(model_card) if model_card is not None else None
+    serving = serving or ServingOptions()
+    serving.validate()
+    stable = _stable_version(out, version, serving.stable_version)
     model = load_model(model_path)
     archive = build_archive(model)
 
@@ -184,7 +235,10 @@ def export_model(
         archive.write_out(str(staging), verbose=False)
         metadata = staging / METADATA_FILE
         metadata.parent.mkdir(parents=True, exist_ok=True)
-        metadata.write_text(json.dumps(_metadata(model, str(model_path), version), indent=2))
+        record = _metadata(model, str(model_path), version)
+        record["tf_serving"] = _write_serving_files(staging, out, version, stable,
+                                                    record["image_size"], serving)
+        metadata.write_text(json.dumps(record, indent=2))
         if card is not None:  # inside the staging directory: the rename publishes it too
             (staging / MODEL_CARD_ASSET).write_bytes(card)
         if target.exists():  # another export took the number meanwhile

@@ -1,19 +1,26 @@
 """Score images and videos with a trained MC-LCR model (``.keras`` file or exported SavedModel).
 
-Every input goes through exactly the converter's cropping (`mclcr_keras.data.crops.crop_input`): a
-video gives ``frames`` frames sampled evenly over its whole length, decoded sequentially, one face
-tracked across them (dlib detection, 5-point similarity alignment, margin 1.3, crop side = the
-model's input size); an image gives one frame. Each aligned crop is scored by the model, in
-batches; the file's fake probability is the mean of its frame probabilities (the video-level
-aggregation of `mclcr_keras.metrics`), and it is called FAKE when that mean is ``> threshold``.
-A missing, unreadable or faceless file gets a row saying why; the other files are still scored.
-The JSON report is described in ``docs/predict.md``.
+A video gives ``frames`` frames sampled evenly over its whole length, decoded sequentially, as the
+converter samples them; **every** face in them is found, aligned exactly as the converter aligns
+its one face (dlib, 5-point similarity, margin 1.3, crop side = the model's input size) and
+followed across the frames (`mclcr_keras.data.tracks.track_input`); tracks seen in fewer than
+``min_track_frames`` frames are dropped. An image is one frame; each of its faces is a track. Each
+track's crops are scored in batches; a track's fake probability is the mean of its frames'
+(`mclcr_keras.inference.results`), the file's the max over its tracks (``aggregate="mean"``: their
+mean), and it is called FAKE when that is ``> threshold``. A missing, unreadable or faceless file
+gets a row saying why; the other files are still scored. The JSON report is described in
+``docs/predict.md``.
+
+`score_path(path, scorer, options)` scores one file and returns its `FileResult` (``to_json()``:
+the file's report entry); `predict` runs it over the inputs, prints the table and writes the report.
 
 Example:
 
 ```python
 results = predict(PredictOptions(["clip.mp4", "face.jpg"], model="runs/ffpp/best.keras"))
 results[0].label, round(results[0].probability, 3)   # ('FAKE', 0.912)
+result = score_path("upload.mp4", load("serving/mclcr"), PredictOptions([], model="serving/mclcr"))
+result.to_json()["tracks"][0]["probabilities"]
 ```
 """
 
@@ -23,13 +30,21 @@ import dataclasses
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 
-from mclcr_keras.data.crops import CROP_MODES, crop_input
+from mclcr_keras.data.crops import CROP_MODES
 from mclcr_keras.data.faces import FaceAligner
+from mclcr_keras.data.limits import MAX_DURATION, MAX_PIXELS, MediaLimits, with_limits
 from mclcr_keras.data.media import IMAGE, VIDEO, media_kind, sniff_kind
+from mclcr_keras.data.tracks import TrackedInput, track_input
 from mclcr_keras.errors import UsageError
-from mclcr_keras.files import check_output_file
+from mclcr_keras.files import check_output_dir, check_output_file
+from mclcr_keras.inference.results import (  # FileResult: part of this module's interface
+    AGGREGATES,
+    FileResult,
+    score_tracks,
+)
 from mclcr_keras.inference.verdicts import (  # summary: part of this module's interface
     Table,
     resolve_threshold,
@@ -39,8 +54,10 @@ from mclcr_keras.inference.verdicts import (  # summary: part of this module's i
 
 logger = logging.getLogger(__name__)
 
-# cropper(kind, paths) -> (frames, sampled, failure), see make_cropper.
-Cropper = Callable[[str, tuple[str, ...]], tuple]
+# cropper(kind, paths) -> TrackedInput, see make_cropper.
+Cropper = Callable[[str, tuple[str, ...]], TrackedInput]
+# One FaceAligner per thread and configuration (the dlib models load once, not per file).
+_ALIGNERS = threading.local()
 
 
 @dataclasses.dataclass
@@ -52,13 +69,23 @@ class PredictOptions:
         model: a ``.keras`` model or an exported SavedModel (its base or a version directory).
         frames: frames sampled evenly over each video (as build_records).
         batch_size: face crops per model call.
-        threshold: a file is FAKE when its mean fake probability is ``> threshold``; ``None``:
+        threshold: a file is FAKE when its fake probability is ``> threshold``; ``None``:
             the threshold chosen on the validation split that the model carries (training's
             ``best.threshold.json`` beside a ``.keras`` file, an export's metadata), else
             `FALLBACK_THRESHOLD` (`resolve_threshold`).
         crop: ``detect`` (find and align a face) or ``none`` (inputs are aligned crops).
         margin: crop side / face box side; the value the records were built with.
         json: also write the JSON report to this file.
+        min_track_frames: a video's face tracks seen in fewer sampled frames are dropped (capped
+            at the frames sampled; not applied to an image, whose faces are one-frame tracks).
+        aggregate: the file's probability from its tracks': ``max`` (the most suspicious face)
+            or ``mean``.
+        explain: write an explanation figure per scored file into this folder (a ``.keras``
+            model only; `mclcr_keras.inference.explanations`).
+        max_pixels: an image (by its header) or video (by its frame size) of more pixels is
+            refused before decoding (`mclcr_keras.data.limits`).
+        max_duration: a longer video is sampled over its first ``max_duration`` seconds
+            (``None``: over its whole length, as build_records).
     """
 
     inputs: Sequence[str]
@@ -69,6 +96,11 @@ class PredictOptions:
     crop: str = "detect"
     margin: float = 1.3
     json: str | None = None
+    min_track_frames: int = 5
+    aggregate: str = "max"
+    explain: str | None = None
+    max_pixels: int = MAX_PIXELS
+    max_duration: float | None = MAX_DURATION
 
     def validate(self) -> None:
         """One-line `UsageError` for a bad value, a missing model or an unwritable report."""
@@ -79,6 +111,13 @@ class PredictOptions:
              f"--threshold must be in [0, 1], got {self.threshold}"),
             (self.margin >= 1.0, f"--margin must be >= 1.0, got {self.margin}"),
             (self.crop in CROP_MODES, f"--crop must be one of {CROP_MODES}, got {self.crop!r}"),
+            (self.min_track_frames >= 1,
+             f"--min-track-frames must be >= 1, got {self.min_track_frames}"),
+            (self.aggregate in AGGREGATES,
+             f"--aggregate must be one of {AGGREGATES}, got {self.aggregate!r}"),
+            (self.max_pixels >= 1, f"--max-pixels must be >= 1, got {self.max_pixels}"),
+            (self.max_duration is None or self.max_duration > 0,
+             f"--max-duration must be > 0, got {self.max_duration}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -90,41 +129,11 @@ class PredictOptions:
             folder = os.path.dirname(os.path.abspath(self.json))
             if not os.path.isdir(folder):
                 raise UsageError(f"--json {self.json}: folder {folder} does not exist")
+        if self.explain:
+            check_output_dir(self.explain, "--explain")
 
 
 # ------------------------------------------------------------------------------ inputs
-
-
-@dataclasses.dataclass
-class FileResult:
-    """The outcome for one input file (one row of the table, one entry of the JSON)."""
-
-    path: str
-    kind: str | None = None
-    probability: float | None = None
-    label: str | None = None
-    frames_sampled: int = 0
-    faces_found: int = 0
-    frame_scores: list[dict] = dataclasses.field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def frames_scored(self) -> int:
-        return len(self.frame_scores)
-
-    def to_json(self) -> dict:
-        return {
-            "path": self.path,
-            "kind": self.kind,
-            "status": "failed" if self.error else "ok",
-            "probability": self.probability,
-            "label": self.label,
-            "frames_sampled": self.frames_sampled,
-            "faces_found": self.faces_found,
-            "frames_scored": self.frames_scored,
-            "frame_scores": self.frame_scores,
-            "error": self.error,
-        }
 
 
 def expand_inputs(inputs: Sequence[str]) -> list[str]:
@@ -156,78 +165,117 @@ def expand_inputs(inputs: Sequence[str]) -> list[str]:
 # ------------------------------------------------------------------------------ cropping
 
 
+def aligner_for(**settings) -> FaceAligner:
+    """A `FaceAligner(**settings)` shared by the calls of one thread (dlib is loaded once)."""
+    cache = _ALIGNERS.__dict__.setdefault("aligners", {})
+    key = tuple(sorted(settings.items()))
+    if key not in cache:
+        cache[key] = FaceAligner(**settings)
+    return cache[key]
+
+
 def make_cropper(options: PredictOptions, size: int) -> Cropper:
-    """``cropper(kind, paths)``: the converter's `mclcr_keras.data.crops.crop_input` with the
-    options' frames, crop mode and margin, and a `FaceAligner` of the model's input ``size``."""
-    aligner = FaceAligner(size=size, margin=options.margin)
-    return functools.partial(crop_input, aligner=aligner, num_frames=options.frames,
-                             crop=options.crop, size=size)
+    """``cropper(kind, paths)``: `mclcr_keras.data.tracks.track_input` (every face, aligned as
+    the converter aligns its one face) with the options' frames, crop mode, margin and
+    ``min_track_frames``, and a `FaceAligner` of the model's input ``size``; the frames are kept
+    for ``--explain``. Every read runs under the options' `MediaLimits` (pixels, duration)."""
+    aligner = aligner_for(size=size, margin=options.margin)
+    crop = functools.partial(track_input, aligner=aligner, num_frames=options.frames,
+                             crop=options.crop, size=size,
+                             min_track_frames=options.min_track_frames,
+                             keep_frames=bool(options.explain))
+    return with_limits(crop, MediaLimits(options.max_pixels, options.max_duration))
 
 
-def crop_file(path: str, cropper: Cropper) -> tuple[FileResult, list]:
-    """Sampled frames -> aligned face crops of one file, with the converter's own function.
+def crop_file(path: str, cropper: Cropper) -> tuple[FileResult, TrackedInput | None]:
+    """Sampled frames -> the aligned, tracked faces of one file.
 
     Args:
         path: an image or video file.
         cropper: see `make_cropper`.
 
     Returns:
-        ``(result, crops)``: ``result`` has ``kind``, ``frames_sampled``, ``faces_found`` and
-        ``error`` filled in; ``crops`` is ``[(frame_index, rgb uint8, box), ...]``.
+        ``(result, tracked)``: ``result`` has ``kind``, ``frames_sampled``, ``faces_found``,
+        ``tracks_found``, ``min_track_frames`` and ``error`` filled in; ``tracked`` is the
+        `TrackedInput` (``None`` when there is nothing to score).
     """
     result = FileResult(path=path)
     if not os.path.exists(path):
         result.error = "file not found"
-        return result, []
+        return result, None
     if os.path.isdir(path):
         result.error = "directory holds no image or video files"
-        return result, []
+        return result, None
     # By content first (a PNG named .mp4 is an image), then by name.
     kind = sniff_kind(path) or media_kind(path)
     # An unknown extension: try it as an image, then as a video.
     kinds = [kind] if kind else [IMAGE, VIDEO]
     for candidate in kinds:
-        frames, sampled, failure = cropper(candidate, (path,))
-        if not failure or sampled:
+        tracked = cropper(candidate, (path,))
+        if not tracked.failure or tracked.sampled:
             break
-    if kind is None and failure and not sampled:
+    if kind is None and tracked.failure and not tracked.sampled:
         result.error = "not a decodable image or video (unknown extension)"
-        return result, []
+        return result, None
     result.kind = candidate
-    result.frames_sampled = sampled
-    result.faces_found = len(frames)
-    if failure:
-        result.error = failure
-        return result, []
-    return result, [(index, rgb, box) for index, rgb, box, _ in frames]
+    result.frames_sampled = tracked.sampled
+    result.faces_found = tracked.faces_found
+    result.tracks_found = len(tracked.tracks)
+    result.min_track_frames = tracked.min_frames
+    if tracked.failure:
+        result.error = tracked.failure
+        return result, None
+    return result, tracked
 
 
 # ------------------------------------------------------------------------------ scoring
 
 
-def score_crops(scorer, images, batch_size: int):
-    """Fake probabilities and logits, ``(N,)`` each, of ``(N, S, S, 3)`` uint8 face crops."""
-    import numpy as np
+def score_path(path: str, scorer, options: PredictOptions,
+               cropper: Cropper | None = None) -> FileResult:
+    """Scores one file, as `predict` does for each input; never raises for a bad file.
 
-    return scorer.predict(np.asarray(images, dtype=np.float32), batch_size=batch_size)
+    Args:
+        path: an image or video file.
+        scorer: a loaded `mclcr_keras.inference.scorer.Scorer` (`load`).
+        options: frames, crop, margin, batch size, threshold (``None``: the model's, see
+            `resolve_threshold`), ``min_track_frames``, ``aggregate``; ``inputs``, ``json`` and
+            ``explain`` are not used here (with ``explain`` set the best frames are kept).
+        cropper: `make_cropper(options, scorer.image_size)`, made here when ``None``.
 
-
-def score_file(path: str, cropper: Cropper, scorer, batch_size: int,
-               threshold: float) -> FileResult:
-    """Crop one file as build_records does and score it: mean of the frame probabilities."""
-    import numpy as np
-
-    result, crops = crop_file(path, cropper)
-    if result.error:
-        return result
-    probabilities, logits = score_crops(scorer, np.stack([c[1] for c in crops]), batch_size)
-    result.frame_scores = [
-        {"frame_index": index, "probability": float(p), "logit": float(z), "box": box}
-        for (index, _, box), p, z in zip(crops, probabilities, logits)
-    ]
-    result.probability = float(np.mean(probabilities))
-    result.label = "FAKE" if result.probability > threshold else "REAL"
+    Returns:
+        The `FileResult`: ``to_json()`` is the file's entry of the JSON report; per track, the
+        best frame's index and aligned crop (and its RGB frame with ``explain``) are kept.
+    """
+    try:
+        threshold = resolve_threshold(options.threshold, scorer)[0]
+        cropper = cropper or make_cropper(options, int(scorer.image_size))
+        result, tracked = crop_file(path, cropper)
+        if not result.error:
+            score_tracks(result, tracked, scorer, options.batch_size, options.aggregate,
+                         threshold)
+    except Exception as error:  # one odd file must not end the run
+        logger.debug("scoring %s failed", path, exc_info=True)
+        reason = (str(error).strip().splitlines() or [""])[0]
+        result = FileResult(path=path, error=f"{type(error).__name__}: {reason}")
     return result
+
+
+def explain(result: FileResult, scorer, threshold: float, options: PredictOptions,
+            taken: set[str]) -> None:
+    """The file's explanation figure (`mclcr_keras.inference.explanations.explain_file`) into
+    ``options.explain``; a failure is a warning, the file stays scored. Frees the kept frames."""
+    from mclcr_keras.inference.explanations import explain_file
+
+    try:
+        result.explanation = explain_file(result, scorer, threshold, options.explain, taken,
+                                          options.aggregate)
+    except Exception as error:  # the verdict stands without its figure
+        logger.debug("explaining %s failed", result.path, exc_info=True)
+        logger.warning("%s: no explanation figure: %s: %s", result.path, type(error).__name__,
+                       (str(error).strip().splitlines() or [""])[0])
+    for track in result.tracks:
+        track.best_rgb = None
 
 
 def load(model: str):
@@ -265,17 +313,17 @@ def predict(options: PredictOptions, scorer=None, stream=None) -> list[FileResul
                        "--threshold to choose", options.model, threshold[0])
     else:
         logger.info("threshold %.4f (%s)", threshold[0], threshold[1]["from"])
+    if options.explain and getattr(scorer, "kind", "") != "keras":
+        raise UsageError(f"--explain needs a .keras model (gradients); {options.model} is "
+                         f"{getattr(scorer, 'kind', '') or 'not one'}")
     cropper = make_cropper(options, image_size)
     table = Table(paths, stream)
     table.header()
-    results = []
+    results, figures = [], set()
     for path in paths:
-        try:
-            result = score_file(path, cropper, scorer, options.batch_size, threshold[0])
-        except Exception as error:  # one odd file must not end the run
-            logger.debug("scoring %s failed", path, exc_info=True)
-            reason = (str(error).strip().splitlines() or [""])[0]
-            result = FileResult(path=path, error=f"{type(error).__name__}: {reason}")
+        result = score_path(path, scorer, options, cropper)
+        if options.explain and not result.error:
+            explain(result, scorer, threshold[0], options, figures)
         table.row(result)
         results.append(result)
     if options.json:

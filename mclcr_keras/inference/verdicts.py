@@ -16,27 +16,28 @@ __all__ = ["FALLBACK_THRESHOLD", "Table", "resolve_threshold", "summary", "write
 
 
 class Table:
-    """Rows printed as files are scored: file, verdict, probability, frames, faces, status."""
+    """Rows printed as files are scored: file, verdict, probability, faces found, tracks kept /
+    found, frames sampled, status."""
 
     def __init__(self, paths: Sequence[str], stream=None):
         self.stream = stream or sys.stdout
         self.width = max([len("FILE")] + [len(p) for p in paths])
 
     def _line(self, *cells: str) -> None:
-        file, verdict, probability, scored, faces, status = cells
-        print(f"{file:<{self.width}}  {verdict:<7}  {probability:>7}  {scored:>6}  {faces:>13}  "
-              f"{status}", file=self.stream, flush=True)
+        file, verdict, probability, faces, tracks, sampled, status = cells
+        print(f"{file:<{self.width}}  {verdict:<7}  {probability:>7}  {faces:>5}  {tracks:>6}  "
+              f"{sampled:>7}  {status}", file=self.stream, flush=True)
 
     def header(self) -> None:
-        self._line("FILE", "VERDICT", "P(FAKE)", "SCORED", "FACES/SAMPLED", "STATUS")
+        self._line("FILE", "VERDICT", "P(FAKE)", "FACES", "TRACKS", "SAMPLED", "STATUS")
 
     def row(self, result) -> None:
-        faces = f"{result.faces_found}/{result.frames_sampled}"
+        counts = (str(result.faces_found), f"{result.tracks_kept}/{result.tracks_found}",
+                  str(result.frames_sampled))
         if result.error:
-            self._line(result.path, "-", "-", "0", faces, f"failed: {result.error}")
+            self._line(result.path, "-", "-", *counts, f"failed: {result.error}")
         else:
-            self._line(result.path, result.label, f"{result.probability:.4f}",
-                       str(result.frames_scored), faces, "ok")
+            self._line(result.path, result.label, f"{result.probability:.4f}", *counts, "ok")
 
 
 def resolve_threshold(threshold: float | None, scorer) -> tuple[float, dict]:
@@ -78,6 +79,10 @@ def write_report(path: str, results: Sequence, options,
         "frames": options.frames,
         "crop": options.crop,
         "margin": options.margin,
+        "min_track_frames": options.min_track_frames,
+        "aggregate": options.aggregate,
+        "max_pixels": options.max_pixels,
+        "max_duration": options.max_duration,
         "image_size": image_size,
         "summary": {"files": len(results),
                     "scored": sum(r.error is None for r in results),

@@ -7,6 +7,8 @@
 - `roc_curve_plot`: the ROC curves of an evaluation report (``roc.png``).
 - `reliability_plot`: the reliability diagram of an evaluation report (``reliability.png``).
 - `robustness_plot`: AUC against perturbation severity (``robustness.png``, ``evaluate --perturb``).
+- `explain_tracks` / `explanation_figure`: the ``predict --explain`` figure of one file (best
+  frame, crop, `grad_cam`, `frequency_saliency` per face track; P(fake) timeline).
 
 Figures are drawn on pyplot-free matplotlib `Figure` objects (Agg), so nothing needs a display
 and the global pyplot state is untouched. The command line is ``python -m mclcr_keras.viz``
@@ -24,10 +26,12 @@ plot_tsne(model, "records/ffpp", "fig7.png", split="test", max_points=1000)
 """
 
 from mclcr_keras.viz._common import align_faces, load_model, read_rgb
+from mclcr_keras.viz.explain import explain_tracks, explanation_figure, plot_explanation
 from mclcr_keras.viz.feature_maps import feature_maps_figure, plot_feature_maps, summed_feature_maps
 from mclcr_keras.viz.reliability import reliability_plot
 from mclcr_keras.viz.robustness import robustness_plot
 from mclcr_keras.viz.roc import roc_curve_plot
+from mclcr_keras.viz.saliency import explain_crops, frequency_saliency, grad_cam
 from mclcr_keras.viz.spectra import (
     align_pair,
     crop_to_patches,
@@ -54,11 +58,17 @@ __all__ = [
     "dataset_embeddings",
     "default_perplexity",
     "embed",
+    "explain_crops",
+    "explain_tracks",
+    "explanation_figure",
     "feature_maps_figure",
+    "frequency_saliency",
+    "grad_cam",
     "load_model",
     "patch_mosaic",
     "patch_spectra_arrays",
     "patch_spectra_figure",
+    "plot_explanation",
     "plot_feature_maps",
     "plot_patch_spectra",
     "plot_tsne",
