@@ -208,17 +208,19 @@ def test_sigint_during_a_conversion_exits_130_with_one_line(tmp_path):
     import numpy as np
 
     yy, xx = np.mgrid[0:480, 0:640]
-    shade = np.stack([yy % 256, xx % 256, (yy + xx) % 256], -1).astype(np.uint8)
-    for clip in ("a", "b", "c"):  # three inputs: converted by two worker processes
-        frames = tmp_path / "faces" / "real" / clip
+    # Eight faceless inputs of distinct content (duplicates are converted once), 120 frames
+    # each: conversion by two worker processes lasts well past the interrupt.
+    for number in range(8):
+        shade = np.stack([(yy + 7 * number) % 256, xx % 256, (yy + xx) % 256], -1)
+        frames = tmp_path / "faces" / "real" / f"clip{number}"
         frames.mkdir(parents=True)
-        for index in range(40):  # no face: every detection pass runs
-            cv2.imwrite(str(frames / f"{index:04d}.png"), shade)
+        for index in range(120):
+            cv2.imwrite(str(frames / f"{index:04d}.png"), shade.astype(np.uint8))
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     process = subprocess.Popen(
         [sys.executable, "-m", "mclcr_keras.build_records", "folder", "--root",
          str(tmp_path / "faces"), "--out", str(tmp_path / "records"), "--workers", "2",
-         "--frames", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+         "--frames", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         cwd=REPO, start_new_session=True)
     deadline = time.time() + 120
     while not (tmp_path / "records" / ".work").is_dir() and time.time() < deadline:
