@@ -221,7 +221,9 @@ def test_sigint_during_a_conversion_exits_130_with_one_line(tmp_path):
         [sys.executable, "-m", "mclcr_keras.build_records", "folder", "--root",
          str(tmp_path / "faces"), "--out", str(tmp_path / "records"), "--workers", "2",
          "--frames", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        cwd=REPO, start_new_session=True)
+        cwd=REPO, start_new_session=True,
+        # SIGINT as a terminal leaves it, even under a background job (which ignores it).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (tmp_path / "records" / ".work").is_dir() and time.time() < deadline:
         time.sleep(0.2)

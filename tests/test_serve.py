@@ -42,6 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 FRAMES = 4
 
 
+def _default_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def media(tmp_path_factory, astronaut, grace) -> dict[str, Path]:
     """Two face photos, a short video of one, and files that are not images or videos."""
@@ -395,8 +401,11 @@ def server(tiny_model_path, tmp_path_factory):
                "--port", "0", "--max-concurrent", "2", "--queue", "1", "--frames", "12",
                "--max-upload-mb", "1", "--upload-dir", str(folder)]
     with open(log, "w") as errors:
+        # SIGINT as a terminal leaves it, even when the tests run in a background job (which
+        # inherits SIGINT ignored).
         process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=errors,
-                                   text=True, env={**os.environ, "MCLCR_SERVE_TOKEN": ""})
+                                   text=True, env={**os.environ, "MCLCR_SERVE_TOKEN": ""},
+                                   preexec_fn=_default_sigint)
         lines = []
         reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
         reader.start()
