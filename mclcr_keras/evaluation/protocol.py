@@ -133,6 +133,18 @@ def evaluate_predictions(df: pd.DataFrame, threshold: float = HALF, *,
     return result
 
 
+def auc_columns(result: dict) -> dict:
+    """Frame and video AUC with the bounds of their 95% intervals (NaN without), as table
+    columns (``frame_auc``, ``frame_auc_ci95_low``, ..., ``video_auc_ci95_high``)."""
+    columns = {}
+    for level in ("frame", "video"):
+        values = result[level]
+        low, high = values.get("auc_ci95") or (np.nan, np.nan)
+        columns.update({f"{level}_auc": values["auc"], f"{level}_auc_ci95_low": low,
+                        f"{level}_auc_ci95_high": high})
+    return columns
+
+
 def cross_dataset_table(results: dict[str, dict]) -> pd.DataFrame:
     """One row per evaluated record set: frame AUC, video AUC, EER, AP, ACC (frame level).
 
@@ -160,17 +172,10 @@ def cross_dataset_table(results: dict[str, dict]) -> pd.DataFrame:
             raise ValueError(
                 f"result {name!r} is not an evaluate_predictions() dict (needs 'frame' and 'video')"
             ) from None
-        frame_ci = frame.get("auc_ci95") or (np.nan, np.nan)
-        video_ci = video.get("auc_ci95") or (np.nan, np.nan)
         rows.append(
             {
                 "name": name,
-                "frame_auc": frame["auc"],
-                "frame_auc_ci95_low": frame_ci[0],
-                "frame_auc_ci95_high": frame_ci[1],
-                "video_auc": video["auc"],
-                "video_auc_ci95_low": video_ci[0],
-                "video_auc_ci95_high": video_ci[1],
+                **auc_columns(r),
                 "eer": frame["eer"],
                 "ap": frame["ap"],
                 "acc": frame["acc"],

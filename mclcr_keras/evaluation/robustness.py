@@ -124,18 +124,11 @@ def perturbed(perturbation: Perturbation, seed: int = PERTURB_SEED) -> Callable:
 def result_row(name: str, perturbation: Perturbation, result: Mapping, threshold: float) -> dict:
     """One row of ``robustness.csv`` from an `evaluate_predictions` result."""
     frame, video = result["frame"], result["video"]
-    frame_ci = frame.get("auc_ci95") or (np.nan, np.nan)
-    video_ci = video.get("auc_ci95") or (np.nan, np.nan)
     return {
         "records": name,
         "perturbation": perturbation.name,
         "severity": None if perturbation == CLEAN else perturbation.severity,
-        "frame_auc": frame["auc"],
-        "frame_auc_ci95_low": frame_ci[0],
-        "frame_auc_ci95_high": frame_ci[1],
-        "video_auc": video["auc"],
-        "video_auc_ci95_low": video_ci[0],
-        "video_auc_ci95_high": video_ci[1],
+        **protocol.auc_columns(result),
         "acc": frame["acc"],
         "video_acc": video["acc"],
         "threshold": threshold,
