@@ -5,6 +5,9 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
+# Apache Beam 2.69 is the first release that allows protobuf 6 (TensorFlow 2.21's); Beam's
+# TensorFlow model handler (RunInference) imports tensorflow_hub.
+BEAM = ["apache-beam>=2.69,<3", "tensorflow-hub>=0.16"]
 
 
 def _requirements() -> list[str]:
@@ -42,7 +45,10 @@ setup(
             # python -m mclcr_keras.serve and its client (tests/test_serve.py)
             "fastapi>=0.115", "uvicorn>=0.29", "python-multipart>=0.0.18", "httpx>=0.27",
             "tensorflow-serving-api==2.21.*",  # export's warm-up file (tests/test_serving_files.py)
+            *BEAM,  # build_records / predict --engine beam (tests/test_beam_*.py)
         ],
+        # build_records --engine beam, predict --engine beam (docs/beam.md).
+        "beam": BEAM,
         # export's TF Serving warm-up requests (PredictionLog protos); same release as TensorFlow.
         "serving": ["tensorflow-serving-api==2.21.*"],
         # python -m mclcr_keras.serve: the HTTP scoring service (docs/serve.md).

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from mclcr_keras import cli
 from mclcr_keras.data.sources import SOURCES
-from mclcr_keras.data.writer.options import MERGE, BuildOptions
+from mclcr_keras.data.writer.options import ENGINES, MERGE, BuildOptions
 
 DEFAULTS = BuildOptions(source="folder")
 
@@ -90,6 +90,13 @@ def build_parser() -> cli.Parser:
                        help="which partition (0..K-1) this run converts, into "
                             "OUT/parts/part-<i>-of-<K>; then run 'merge --out OUT'")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
+    group.add_argument("--engine", default=DEFAULTS.engine, choices=ENGINES,
+                       help="local: worker processes on this machine (default); beam: an "
+                            "Apache Beam pipeline, on Beam's local runner with --workers "
+                            "processes or on the runner named after -- (docs/beam.md)")
+    cli.accept_passthrough(parser, "Beam with --engine beam, e.g. -- --runner=DataflowRunner "
+                                   "--project=P --region=R --temp_location=gs://B/tmp "
+                                   "--setup_file=./setup.py")
     return parser
 
 
@@ -102,7 +109,15 @@ def command(args) -> int:
     from mclcr_keras.data.writer import build
 
     options = options_from_args(args)
-    info = build.build(options)
+    if options.engine == "beam":
+        from mclcr_keras.beam.options import require_beam
+
+        require_beam()
+        from mclcr_keras.beam import records
+
+        info = records.build(options)
+    else:
+        info = build.build(options)
     print(build.summary(info, build.output_dir(options)))
     return cli.EXIT_PARTIAL if build.failed_inputs(info) else cli.EXIT_OK
 

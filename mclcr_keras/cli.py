@@ -36,6 +36,8 @@ from collections.abc import Callable, Sequence
 from mclcr_keras.errors import UsageError
 
 PROG_PREFIX = "python -m mclcr_keras."
+# The arguments after a standalone ``--`` (`accept_passthrough`), e.g. Beam's pipeline options.
+PASSTHROUGH = "pipeline_args"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -181,6 +183,26 @@ def import_tensorflow(verbose: bool = False) -> None:
         sys.stderr.flush()
 
 
+def split_passthrough(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``argv`` cut at the first standalone ``--``: the tool's own arguments, and the rest
+    (handed unchanged to an engine, e.g. Beam's pipeline options).
+
+    >>> split_passthrough(["a", "--engine", "beam", "--", "--runner=DataflowRunner"])
+    (['a', '--engine', 'beam'], ['--runner=DataflowRunner'])
+    """
+    argv = list(argv)
+    if "--" not in argv:
+        return argv, []
+    cut = argv.index("--")
+    return argv[:cut], argv[cut + 1:]
+
+
+def accept_passthrough(parser: argparse.ArgumentParser, what: str) -> None:
+    """Lets ``parser``'s tool take arguments after ``--`` (``args.pipeline_args``)."""
+    parser.set_defaults(**{PASSTHROUGH: ()})
+    parser.epilog = f"{parser.epilog or ''} Arguments after a standalone -- go to {what}.".strip()
+
+
 def run(
     parser: argparse.ArgumentParser,
     command: Callable[[argparse.Namespace], int | None],
@@ -201,9 +223,14 @@ def run(
         tensorflow: import TensorFlow quietly before the command (tools that use it).
         interrupted: what the user can do after Ctrl-C, appended to ``<tool>: interrupted``.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    own, passed = split_passthrough(argv)
     try:
-        args = parser.parse_args([str(a) for a in argv])
+        args = parser.parse_args(own)
+        if PASSTHROUGH in vars(args):
+            setattr(args, PASSTHROUGH, tuple(passed))
+        elif passed:
+            parser.error(f"unrecognized arguments after --: {' '.join(passed)}")
     except SystemExit as exit_:  # --help (0) or a one-line argparse error (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     tool = tool_name(parser.prog)

@@ -61,13 +61,15 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[str]], Any]) -> No
 def write_json(path: str | os.PathLike, data: Any, *, sort_keys: bool = False,
                default: Callable[[Any], Any] | None = None, allow_nan: bool = True) -> None:
     """Writes ``data`` as indented JSON (2 spaces, a final newline), atomically."""
+    text = json_text(data, sort_keys=sort_keys, default=default, allow_nan=allow_nan)
+    write_atomic(path, lambda handle: handle.write(text))
 
-    def write(handle: IO[str]) -> None:
-        json.dump(data, handle, indent=2, sort_keys=sort_keys, default=default,
-                  allow_nan=allow_nan)
-        handle.write("\n")
 
-    write_atomic(path, write)
+def json_text(data: Any, *, sort_keys: bool = False, default: Callable[[Any], Any] | None = None,
+              allow_nan: bool = True) -> str:
+    """What `write_json` writes: indented JSON (2 spaces) and a final newline."""
+    return json.dumps(data, indent=2, sort_keys=sort_keys, default=default,
+                      allow_nan=allow_nan) + "\n"
 
 
 def read_json(path: str | os.PathLike) -> Any:

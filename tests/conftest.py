@@ -68,6 +68,51 @@ def mixed_bfloat16():
         keras.mixed_precision.set_global_policy(previous)
 
 
+# ------------------------------------------------------------------------- face media
+
+
+@pytest.fixture(scope="session")
+def heads(grace, astronaut) -> list[np.ndarray]:
+    """The two public-domain face photos cropped to the head (the face fills ~55% of the side)."""
+    found = []
+    from mclcr_keras.data.faces import FaceAligner
+
+    for image in (grace, astronaut):
+        x0, y0, x1, y1 = FaceAligner().detect(image)[0]
+        cx, cy, half = (x0 + x1) // 2, (y0 + y1) // 2, int(0.9 * (x1 - x0))
+        found.append(np.ascontiguousarray(image[max(0, cy - half):cy + half,
+                                                max(0, cx - half):cx + half]))
+    return found
+
+
+def make_video(path: Path, face: np.ndarray | None, frames: int = 6, seed: int = 0,
+               size=(240, 180)) -> Path:
+    """An mp4 of a real face photo jittered around a grey frame (or noise if face is None)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, size)
+    small = None
+    if face is not None:
+        image = face
+        scale = size[1] / image.shape[0] * 0.9
+        small = cv2.resize(image, (int(image.shape[1] * scale), int(image.shape[0] * scale)),
+                           interpolation=cv2.INTER_AREA)
+    for _ in range(frames):
+        if small is None:
+            frame = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        else:
+            frame = np.full((size[1], size[0], 3), 90 + int(rng.integers(0, 60)), np.uint8)
+            dx = int(rng.integers(0, size[0] - small.shape[1] + 1))
+            dy = int(rng.integers(0, size[1] - small.shape[0] + 1))
+            frame[dy:dy + small.shape[0], dx:dx + small.shape[1]] = small
+        writer.write(np.ascontiguousarray(frame[..., ::-1]))
+    writer.release()
+    return path
+
+
+
 # ------------------------------------------------------------------------- records, models
 
 

@@ -36,6 +36,8 @@ ALLOWED = {
                                       "mclcr_keras.metrics", "mclcr_keras.viz",
                                       "mclcr_keras.training"},
     "mclcr_keras.serve": BASE | {"mclcr_keras.data", "mclcr_keras.inference"},
+    # the Beam engines of build_records and predict: the same conversion and scoring pieces
+    "mclcr_keras.beam": BASE | {"mclcr_keras.data", "mclcr_keras.inference"},
     "mclcr_keras.demo": BASE | {"mclcr_keras.data", "mclcr_keras.models", "mclcr_keras.training",
                                 "mclcr_keras.inference", "mclcr_keras.evaluation",
                                 "mclcr_keras.viz"},
@@ -134,3 +136,19 @@ def test_every_shared_constant_has_one_home():
                     if isinstance(item, ast.Name) and item.id in homes:
                         homes[item.id].append(module)
     assert {name: where for name, where in homes.items() if len(where) != 1} == {}
+
+
+def third_party_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_the_beam_package_imports_apache_beam():
+    """Beam is the optional ``beam`` extra: the rest of the package works without it."""
+    users = {name for name, path in MODULES.items() if "apache_beam" in third_party_imports(path)}
+    assert users and all(name.startswith("mclcr_keras.beam.") for name in users), sorted(users)

@@ -23,7 +23,7 @@ import time
 
 from mclcr_keras.data import schema, sources, splits
 from mclcr_keras.data.writer import merge as merging
-from mclcr_keras.data.writer import shards, tables, workers
+from mclcr_keras.data.writer import rows, shards, tables, workers
 from mclcr_keras.data.writer.duplicates import find_duplicates
 from mclcr_keras.data.writer.options import CONTENT_OPTIONS, BuildOptions
 from mclcr_keras.errors import UsageError
@@ -106,18 +106,6 @@ def _check_resume_config(work_dir: str, config: dict) -> None:
         write_json(path, config)
 
 
-def _rows(item, result: dict) -> tuple[dict, list[dict]]:
-    common = {"split": item.split, "label": item.label, "dataset": item.dataset,
-              "method": item.method, "compression": item.compression, "video_id": item.video_id}
-    video = dict(common, key=item.key, input=item.input, frames_sampled=result["sampled"],
-                 frames_with_face=len(result["frames"]),
-                 status="failed" if result["failure"] else "ok")
-    frames = [dict(common, frame_index=index, box=tables.format_box(box),
-                   landmarks=tables.format_landmarks(landmarks))
-              for index, _, box, landmarks in result["frames"]]
-    return video, frames
-
-
 def output_dir(options: BuildOptions) -> str:
     """Where a run writes: ``out``, or its partition folder ``out/parts/part-i-of-K``."""
     if options.num_partitions > 1:
@@ -174,6 +162,9 @@ def build(options: BuildOptions) -> dict:
         UsageError: bad options or layout, or an output folder in the way (nothing done).
     """
     options.validate()
+    if options.engine != "local":
+        raise UsageError(f"build() is the local engine; --engine {options.engine} runs "
+                         f"mclcr_keras.beam.records.build")
     if options.is_merge:
         return merge(options)
     items = list_inputs(options)
@@ -229,21 +220,16 @@ def _convert(items: list, target: str, options: BuildOptions,
         # TensorFlow serializes in this process while the workers already convert.
         for item in todo:
             if item.key in refused:
-                result = {"frames": [], "sampled": 0, "failure": refused[item.key]}
+                result = rows.refused(refused[item.key])
             else:
                 result = next(converted)
-            video, frames = _rows(item, result)
+            video, frames = rows.rows(item, result)
             if result["failure"]:
                 logger.warning("%s: %s", item.input, result["failure"])
-                streams.add_failure(video, {"input": item.input, "reason": result["failure"],
-                                            **{k: video[k] for k in tables.FAILURE_COLUMNS
-                                               if k in video}})
+                streams.add_failure(video, rows.failure_row(item, video, result["failure"]))
             else:
-                serialized = [schema.encode_example(image, item.label, item.video_id,
-                                                    item.method, item.dataset, index)
-                              for index, image, _, _ in result["frames"]]
                 streams.add_video(item.split, item.label_name, video,
-                                  list(zip(frames, serialized)))
+                                  list(zip(frames, rows.serialize(item, result))))
             bar.update(1)
         streams.close()
         aborted = False

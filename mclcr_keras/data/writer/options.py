@@ -25,6 +25,8 @@ from mclcr_keras.errors import UsageError
 from mclcr_keras.files import check_output_dir
 
 MERGE = "merge"
+# Where the conversion runs: this machine's worker processes, or an Apache Beam pipeline.
+ENGINES = ("local", "beam")
 # Options that change the records: a resumed build must use the same values.
 CONTENT_OPTIONS = ("source", "root", "compression", "methods", "splits_dir", "split_fractions",
                    "dataset_name", "frames", "size", "margin", "image_format", "jpeg_quality",
@@ -58,6 +60,8 @@ class BuildOptions:
         num_partitions: split the inputs into this many partitions (a Slurm array).
         partition: which partition this run converts.
         quiet: no progress bar.
+        engine: ``local`` (worker processes here) or ``beam`` (`mclcr_keras.beam.records`).
+        pipeline_args: Beam's pipeline options (``engine="beam"`` only).
     """
 
     source: str
@@ -81,6 +85,8 @@ class BuildOptions:
     num_partitions: int = 1
     partition: int | None = None
     quiet: bool = False
+    engine: str = "local"
+    pipeline_args: tuple[str, ...] = ()
 
     @property
     def is_merge(self) -> bool:
@@ -115,6 +121,10 @@ class BuildOptions:
             (self.num_partitions >= 1,
              f"--num-partitions must be >= 1, got {self.num_partitions}"),
             (not (self.resume and self.overwrite), "--resume and --overwrite exclude each other"),
+            (self.engine in ENGINES, f"--engine must be one of {ENGINES}, got {self.engine!r}"),
+            (self.engine == "beam" or not self.pipeline_args,
+             f"arguments after -- are Beam pipeline options: they need --engine beam "
+             f"(got {' '.join(self.pipeline_args)})"),
         ]
         for ok, message in checks:
             if not ok:

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
+import io
 import logging
 import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
 
 from mclcr_keras.data.schema import LABEL_NAMES
-from mclcr_keras.files import write_atomic, write_json
+from mclcr_keras.files import json_text, write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +87,22 @@ def parse_landmarks(text: str) -> list[tuple[float, float]] | None:
 
 def write_csv(path: str, columns: Sequence[str], rows: Iterable[Mapping]) -> None:
     """Writes ``rows`` (dicts with at least ``columns``) as CSV with a header, atomically."""
-    def write(handle) -> None:
-        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore",
-                                lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row.get(c, "") for c in columns})
+    write_atomic(path, lambda handle: _write_rows(handle, columns, rows))
 
-    write_atomic(path, write)
+
+def _write_rows(handle, columns: Sequence[str], rows: Iterable[Mapping]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: row.get(c, "") for c in columns})
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[Mapping]) -> str:
+    """What `write_csv` writes, as a string."""
+    buffer = io.StringIO(newline="")
+    _write_rows(buffer, columns, rows)
+    return buffer.getvalue()
 
 
 def read_csv(path: str) -> list[dict[str, str]]:
@@ -210,3 +219,17 @@ def write_tables(
     write_csv(os.path.join(out_dir, VIDEOS), VIDEO_COLUMNS, videos)
     write_csv(os.path.join(out_dir, FAILURES), FAILURE_COLUMNS, failures)
     write_json(os.path.join(out_dir, DATASET_JSON), info)
+
+
+def table_texts(
+    frames: Sequence[Mapping],
+    videos: Sequence[Mapping],
+    failures: Sequence[Mapping],
+    info: Mapping,
+) -> list[tuple[str, str]]:
+    """``[(file name, text)]`` of what `write_tables` writes, in its order (dataset.json last):
+    for writers on other filesystems (the Beam engine)."""
+    return [(MANIFEST, csv_text(MANIFEST_COLUMNS, frames)),
+            (VIDEOS, csv_text(VIDEO_COLUMNS, videos)),
+            (FAILURES, csv_text(FAILURE_COLUMNS, failures)),
+            (DATASET_JSON, json_text(info))]

@@ -53,12 +53,44 @@ def _sigint_ignored():
         signal.signal(signal.SIGINT, previous)
 
 
-def init_worker(options: dict, parent_pid: int | None = None, single_thread: bool = True) -> None:
-    """Sets up a conversion process: the face aligner and the crop options.
+class Converter:
+    """Decodes, detects, aligns and encodes inputs: the one conversion of every engine (the
+    local worker processes here, the Beam pipeline's DoFn in `mclcr_keras.beam.records`).
 
     Args:
         options: ``frames``, ``size``, ``margin``, ``crop``, ``image_format``, ``jpeg_quality``
             (`mclcr_keras.data.writer.options.BuildOptions.crop_options`).
+    """
+
+    def __init__(self, options: dict):
+        self.options = dict(options)
+        self.aligner = faces.FaceAligner(size=options["size"], margin=options["margin"])
+
+    def convert(self, kind: str, paths: tuple[str, ...]) -> dict:
+        """Turns one input into encoded face crops.
+
+        Returns:
+            ``{"frames": [(frame_index, image_bytes, box, landmarks)], "sampled": n,
+            "failure": None | reason}``; ``box``/``landmarks`` are lists (frame pixels).
+        """
+        o = self.options
+        frames, sampled, failure = crops.crop_input(kind, paths, self.aligner, o["frames"],
+                                                    o["crop"], o["size"])
+        if failure:
+            return {"frames": [], "sampled": sampled, "failure": failure}
+        try:
+            encoded = [(index, schema.encode_image(image, o["image_format"], o["jpeg_quality"]),
+                        box, landmarks) for index, image, box, landmarks in frames]
+        except Exception as error:
+            return {"frames": [], "sampled": sampled, "failure": crops.failure_reason(error)}
+        return {"frames": encoded, "sampled": sampled, "failure": None}
+
+
+def init_worker(options: dict, parent_pid: int | None = None, single_thread: bool = True) -> None:
+    """Sets up a conversion process: its `Converter`.
+
+    Args:
+        options: the crop options of `Converter`.
         parent_pid: the converter's pid; a worker exits when it is orphaned.
         single_thread: limit OpenCV to one thread (one process per core already).
     """
@@ -73,37 +105,17 @@ def init_worker(options: dict, parent_pid: int | None = None, single_thread: boo
     if single_thread:
         cv2.setNumThreads(1)
     _WORKER.clear()
-    _WORKER.update(options)
     _WORKER["parent_pid"] = parent_pid
-    _WORKER["aligner"] = faces.FaceAligner(size=options["size"], margin=options["margin"])
+    _WORKER["converter"] = Converter(options)
 
 
 def convert_item(task: tuple[str, tuple[str, ...]]) -> dict:
-    """Turns one input into encoded face crops (runs in a worker set up by `init_worker`).
-
-    Args:
-        task: ``(kind, paths)`` of a `mclcr_keras.data.sources.Item`.
-
-    Returns:
-        ``{"frames": [(frame_index, image_bytes, box, landmarks)], "sampled": n,
-        "failure": None | reason}``; ``box``/``landmarks`` are lists (frame pixels).
-    """
+    """`Converter.convert` of one ``(kind, paths)`` task, in a worker set up by `init_worker`."""
     parent = _WORKER.get("parent_pid")
     if parent is not None and os.getppid() != parent:
         os._exit(1)  # orphaned: the converter is gone
     kind, paths = task
-    frames, sampled, failure = crops.crop_input(kind, paths, _WORKER["aligner"],
-                                                _WORKER["frames"], _WORKER["crop"],
-                                                _WORKER["size"])
-    if failure:
-        return {"frames": [], "sampled": sampled, "failure": failure}
-    try:
-        encoded = [(index, schema.encode_image(image, _WORKER["image_format"],
-                                               _WORKER["jpeg_quality"]), box, landmarks)
-                   for index, image, box, landmarks in frames]
-    except Exception as error:
-        return {"frames": [], "sampled": sampled, "failure": crops.failure_reason(error)}
-    return {"frames": encoded, "sampled": sampled, "failure": None}
+    return _WORKER["converter"].convert(kind, paths)
 
 
 def start(tasks: Sequence[tuple], options: dict,
