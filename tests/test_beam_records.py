@@ -204,3 +204,48 @@ def test_official_ffpp_layout_equals_local_engine(ffpp_mini, tmp_path):
             assert beam[name] == local[name], name
     assert comparable(json.loads(beam["dataset.json"])) == \
         comparable(json.loads(local["dataset.json"]))
+
+
+@pytest.fixture
+def bucket(tmp_path, monkeypatch):
+    """``testfs://bucket/...`` (tests/beam_testfs.py: object-store semantics in a local
+    folder), for Beam's in-process runner (the stand-in filesystem is registered here only)."""
+    import beam_testfs
+
+    monkeypatch.setattr(beam_testfs, "ROOT", str(tmp_path / "store"))
+    return beam_testfs
+
+
+def test_inputs_and_outputs_on_another_filesystem(root, beam_out, bucket, capsys):
+    import csv
+
+    shutil.copytree(root, bucket.local("testfs://bucket/in"))
+    status = run(["folder", "--root", "testfs://bucket/in", "--out", "testfs://bucket/out",
+                  "--engine", "beam", *OPTIONS, "--", "--direct_running_mode=in_memory"])
+    assert status == cli.EXIT_PARTIAL, capsys.readouterr().err[-2000:]
+    out = Path(bucket.local("testfs://bucket/out"))
+    remote, local = files_of(out), files_of(beam_out)
+    assert sorted(remote) == sorted(local)
+    for name in local:
+        if name.endswith(".tfrecord") or name == "manifest.csv":
+            assert remote[name] == local[name], name
+
+    def inputs(folder: Path, prefix: str) -> list[dict]:
+        with open(folder / "videos.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        for row in rows:
+            assert row["input"].startswith(prefix)
+            row["input"] = row["input"][len(prefix):]
+        return rows
+
+    assert inputs(out, "testfs://bucket/in") == inputs(beam_out, str(root))
+    info = json.loads(remote["dataset.json"])
+    assert info["arguments"]["root"] == "testfs://bucket/in"
+
+
+def test_other_filesystems_need_the_beam_engine(bucket, tmp_path, capsys):
+    status = run(["folder", "--root", "testfs://bucket/in", "--out", tmp_path / "out"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == cli.EXIT_USAGE and len(err) == 1
+    assert err[0] == ("build_records: error: --root testfs://bucket/in: paths on other "
+                      "filesystems need --engine beam")

@@ -185,8 +185,7 @@ def finish(summaries: list[dict], written: list[str], out: str, work: str, targe
                                schema.SCHEMA_VERSION)
     info["duplicates"] = extra["duplicates"]
     info["source_files"] = extra["source_files"]
-    for stale in fs.match(fs.join(out, "*", "*.tmp-*")):  # a write killed mid-way
-        fs.delete_tree(stale)
+    fs.delete_files(fs.match(fs.join(out, "*", "*.tmp-*")))  # writes killed mid-way
     for name, text in tables.table_texts(frames, videos, failures, info):
         fs.write_bytes(fs.join(out, name), text.encode("utf-8"))
     fs.delete_tree(work)
@@ -199,7 +198,7 @@ def _prepare(options: BuildOptions) -> None:
     out = options.out
     if fs.is_local(out):
         local.prepare_out(out, options)
-    elif fs.exists(fs.join(out, tables.DATASET_JSON)) or fs.exists(fs.join(out, local.WORK)):
+    elif fs.exists(fs.join(out, tables.DATASET_JSON)) or fs.has_any(fs.join(out, local.WORK)):
         if options.overwrite:
             fs.delete_tree(out)
         elif not options.resume:
@@ -233,9 +232,10 @@ def build(options: BuildOptions) -> dict:
     beam_options = pipeline_options(options.pipeline_args, options.workers, verbose)
     quiet_beam(verbose)
     out = options.out
+    fs.register_listing(options.root, options.splits_dir)
     items = local.list_inputs(options)
     dataset_json = fs.join(out, tables.DATASET_JSON)
-    if options.resume and fs.exists(dataset_json) and not fs.exists(fs.join(out, local.WORK)):
+    if options.resume and fs.exists(dataset_json) and not fs.has_any(fs.join(out, local.WORK)):
         logger.info("%s is already complete", out)
         return json.loads(fs.read_bytes(dataset_json))
     _prepare(options)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 
+from mclcr_keras.data import storage
+
 VIDEO = "video"
 IMAGE = "image"
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
@@ -54,7 +56,7 @@ def sniff_kind(path: str | os.PathLike) -> str | None:
     'image'
     """
     try:
-        with open(path, "rb") as handle:
+        with storage.open_binary(os.fspath(path)) as handle:
             head = handle.read(16)
     except OSError:
         return None
@@ -70,6 +72,6 @@ def sniff_kind(path: str | os.PathLike) -> str | None:
 
 def _is_transport_stream(path) -> bool:
     """MPEG-TS: a 0x47 sync byte every 188 bytes."""
-    with open(path, "rb") as handle:
+    with storage.open_binary(os.fspath(path)) as handle:
         head = handle.read(188 * 3 + 1)
     return len(head) > 376 and head[0] == head[188] == head[376] == 0x47

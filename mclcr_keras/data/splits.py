@@ -18,6 +18,8 @@ import json
 import os
 from collections.abc import Sequence
 
+from mclcr_keras.data import storage
+
 SPLITS = ("train", "val", "test")
 TRAIN, VAL, TEST = SPLITS
 # FaceForensics++'s official split has 720 / 140 / 140 of its 1000 originals.
@@ -105,10 +107,10 @@ def load_ffpp_splits(splits_dir: str | os.PathLike) -> tuple[dict[str, str], dic
     fake_split: dict[str, str] = {}
     for split in SPLITS:
         path = os.path.join(os.fspath(splits_dir), f"{split}.json")
-        if not os.path.isfile(path):
+        if not storage.isfile(path):
             raise FileNotFoundError(f"missing FF++ split file {path}")
         try:
-            with open(path, encoding="utf-8") as handle:
+            with storage.open_text(path) as handle:
                 pairs = json.load(handle)
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read FF++ split file {path}: {error}") from None

@@ -28,8 +28,7 @@ items[0].key, items[0].split, items[0].label  # ('ffpp/Deepfakes/000_003', 'trai
 
 from __future__ import annotations
 
-import os
-
+from mclcr_keras.data import storage
 from mclcr_keras.data.sources.base import KINDS, Item, SourceError
 from mclcr_keras.data.sources.celebdf import celebdf_items
 from mclcr_keras.data.sources.dfdc import dfdc_items
@@ -58,6 +57,10 @@ def list_items(source: str, root: str, **options) -> list[Item]:
     """
     if source not in LAYOUTS:
         raise SourceError(f"unknown source {source!r}; choose one of {list(SOURCES)}")
-    if not os.path.isdir(root):
+    try:
+        found = storage.isdir(root)
+    except OSError as error:
+        raise SourceError(str(error)) from None
+    if not found:
         raise SourceError(f"--root {root} is not a directory")
-    return LAYOUTS[source](os.path.abspath(root), **options)
+    return LAYOUTS[source](storage.abspath(root), **options)

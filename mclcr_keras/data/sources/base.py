@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from mclcr_keras.data import storage
 from mclcr_keras.data.schema import LABEL_NAMES
 
 # What an input is: a video file, a single image, or a folder of frame images.
@@ -66,12 +67,12 @@ def natural_key(name: str) -> list:
 
 
 def list_files(directory: str, extensions: Iterable[str]) -> list[str]:
-    if not os.path.isdir(directory):
+    if not storage.isdir(directory):
         return []
     extensions = frozenset(extensions)
-    names = [n for n in os.listdir(directory)
+    names = [n for n in storage.listdir(directory)
              if os.path.splitext(n)[1].lower() in extensions
-             and os.path.isfile(os.path.join(directory, n))]
+             and storage.isfile(os.path.join(directory, n))]
     return [os.path.join(directory, n) for n in sorted(names, key=natural_key)]
 
 

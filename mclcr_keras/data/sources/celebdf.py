@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Sequence
 
+from mclcr_keras.data import storage
 from mclcr_keras.data.media import VIDEO_EXTENSIONS
 from mclcr_keras.data.schema import LABEL_NAMES
 from mclcr_keras.data.sources.base import Item, SourceError, file_stem, list_files
@@ -29,10 +30,10 @@ def celebdf_identities(folder: str, stem: str) -> tuple[str, ...]:
 def read_celebdf_test_list(path: str) -> dict[str, int]:
     """``List_of_testing_videos.txt`` -> {"Celeb-real/id0_0000.mp4": label} with label 0 real,
     1 fake (the file itself says 1 = real, 0 = fake)."""
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         raise SourceError(f"missing Celeb-DF test list {path}")
     entries: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
+    with storage.open_text(path) as handle:
         for number, line in enumerate(handle, 1):
             fields = line.split()
             if not fields:

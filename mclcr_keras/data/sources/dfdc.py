@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+from mclcr_keras.data import storage
 from mclcr_keras.data.sources.base import Item, SourceError, file_stem
 from mclcr_keras.data.splits import DEFAULT_FRACTIONS, hash_split
 
@@ -22,7 +23,7 @@ def dfdc_items(root: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> lis
     fakes ``"DFDC"``; the video id is the file stem (unique across DFDC).
     """
     metadata_files = []
-    for directory, dirnames, filenames in os.walk(root):
+    for directory, dirnames, filenames in storage.walk(root):
         dirnames.sort()
         if "metadata.json" in filenames:
             metadata_files.append(os.path.join(directory, "metadata.json"))
@@ -32,7 +33,7 @@ def dfdc_items(root: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> lis
     missing = 0
     for meta_path in metadata_files:
         try:
-            with open(meta_path, encoding="utf-8") as handle:
+            with storage.open_text(meta_path) as handle:
                 metadata = json.load(handle)
         except (OSError, json.JSONDecodeError) as error:
             raise SourceError(f"cannot read {meta_path}: {error}") from None
@@ -44,7 +45,7 @@ def dfdc_items(root: str, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> lis
             if label_text not in ("REAL", "FAKE"):
                 raise SourceError(f"{meta_path}: entry {name!r} has no label REAL or FAKE")
             path = os.path.join(directory, name)
-            if not os.path.isfile(path):
+            if not storage.isfile(path):
                 missing += 1
                 continue
             label = 0 if label_text == "REAL" else 1

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Sequence
 
+from mclcr_keras.data import storage
 from mclcr_keras.data.media import VIDEO_EXTENSIONS
 from mclcr_keras.data.sources.base import Item, SourceError, file_stem, list_files
 from mclcr_keras.data.splits import DEFAULT_FRACTIONS, hash_split, load_ffpp_splits
@@ -34,7 +35,7 @@ def _ffpp_pair_groups(root: str, compression: str) -> dict[str, str]:
         return x
 
     manipulated = os.path.join(root, "manipulated_sequences")
-    methods = sorted(os.listdir(manipulated)) if os.path.isdir(manipulated) else []
+    methods = sorted(storage.listdir(manipulated)) if storage.isdir(manipulated) else []
     for method in methods:
         if method == "DeepFakeDetection":
             continue
@@ -115,7 +116,7 @@ def ffpp_items(
             add(path, "actors", 0, dfd_split(file_stem(path)), file_stem(path).split("__")[0])
     for method in methods:
         directory = os.path.join(root, "manipulated_sequences", method, compression, "videos")
-        if not os.path.isdir(directory):
+        if not storage.isdir(directory):
             logger.warning("FF++ method %s not found at %s; skipped", method, directory)
             continue
         for path in list_files(directory, VIDEO_EXTENSIONS):

@@ -6,6 +6,7 @@ import csv
 import os
 from collections.abc import Sequence
 
+from mclcr_keras.data import storage
 from mclcr_keras.data.media import IMAGE, VIDEO, media_kind, sniff_kind
 from mclcr_keras.data.schema import LABEL_NAMES
 from mclcr_keras.data.sources.base import Item, SourceError, file_stem, natural_key
@@ -15,9 +16,9 @@ from mclcr_keras.data.splits import DEFAULT_FRACTIONS, SPLITS, hash_split
 def _read_groups(root: str) -> dict[str, str]:
     """Optional ``ROOT/labels.csv`` with columns ``file`` and ``group``: relative path -> group."""
     path = os.path.join(root, "labels.csv")
-    if not os.path.isfile(path):
+    if not storage.isfile(path):
         return {}
-    with open(path, newline="", encoding="utf-8") as handle:
+    with storage.open_text(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or "file" not in reader.fieldnames \
                 or "group" not in reader.fieldnames:
@@ -31,11 +32,11 @@ def _walk_class_dir(class_dir: str) -> list[tuple[str, str, tuple[str, ...]]]:
     found: list[tuple[str, str, tuple[str, ...]]] = []
 
     def walk(directory: str, relative: str) -> None:
-        names = sorted(os.listdir(directory), key=natural_key)
+        names = sorted(storage.listdir(directory), key=natural_key)
         images = []
         for name in names:
             path = os.path.join(directory, name)
-            if os.path.isdir(path):
+            if storage.isdir(path):
                 walk(path, f"{relative}/{name}" if relative else name)
                 continue
             kind = media_kind(name)
@@ -83,17 +84,17 @@ def folder_items(
     ``ROOT/labels.csv`` (columns ``file``, ``group``; paths relative to ROOT, e.g.
     ``real/abc.jpg``) or else its video id; items sharing a group share a split.
     """
-    split_dirs = [s for s in SPLITS if os.path.isdir(os.path.join(root, s))]
+    split_dirs = [s for s in SPLITS if storage.isdir(os.path.join(root, s))]
     layout = [(s, os.path.join(root, s)) for s in split_dirs] or [(None, root)]
     groups = {} if split_dirs else _read_groups(root)
     items: list[Item] = []
     for split, base in layout:
         for label, name in enumerate(LABEL_NAMES):
             class_dir = os.path.join(base, name)
-            if not os.path.isdir(class_dir):
+            if not storage.isdir(class_dir):
                 continue
             for kind, video_id, paths in _walk_class_dir(class_dir):
-                relative = os.path.relpath(paths[0] if kind != "frames"
+                relative = storage.relpath(paths[0] if kind != "frames"
                                            else os.path.dirname(paths[0]), root)
                 group = groups.get(relative.replace(os.sep, "/"), video_id)
                 item_split = split or hash_split(f"{dataset}/{group}", fractions)

@@ -21,13 +21,13 @@ import os
 import shutil
 import time
 
-from mclcr_keras.data import schema, sources, splits
+from mclcr_keras.data import schema, sources, splits, storage
 from mclcr_keras.data.writer import merge as merging
 from mclcr_keras.data.writer import rows, shards, tables, workers
 from mclcr_keras.data.writer.duplicates import find_duplicates
 from mclcr_keras.data.writer.options import CONTENT_OPTIONS, BuildOptions
 from mclcr_keras.errors import UsageError
-from mclcr_keras.files import file_sha256, read_json, write_json
+from mclcr_keras.files import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def source_files(options: BuildOptions) -> dict[str, str]:
     elif options.source == "celebdf":
         paths = [os.path.join(options.splits_dir or root, "List_of_testing_videos.txt")]
     elif options.source == "dfdc":
-        paths = sorted(os.path.join(d, "metadata.json") for d, _, names in os.walk(root)
+        paths = sorted(os.path.join(d, "metadata.json") for d, _, names in storage.walk(root)
                        if "metadata.json" in names)
     elif options.source == "folder":
         paths = [os.path.join(root, "labels.csv")]
@@ -130,8 +130,8 @@ def source_files(options: BuildOptions) -> dict[str, str]:
         paths = []
     base = {"ffpp": options.splits_dir, "celebdf": options.splits_dir or root}.get(
         options.source, root)
-    return {os.path.relpath(path, base): file_sha256(path) for path in paths
-            if os.path.isfile(path)}
+    return {storage.relpath(path, base): storage.sha256(path) for path in paths
+            if storage.isfile(path)}
 
 
 def list_inputs(options: BuildOptions) -> list:

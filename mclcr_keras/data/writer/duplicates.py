@@ -24,25 +24,24 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from mclcr_keras.files import file_sha256
+from mclcr_keras.data import storage
 
 logger = logging.getLogger(__name__)
 
 def _sizes(item) -> tuple[int, ...] | None:
     try:
-        return tuple(os.path.getsize(path) for path in item.paths)
+        return tuple(storage.getsize(path) for path in item.paths)
     except OSError:
         return None  # missing or unreadable: the conversion reports it
 
 
 def _digest(item) -> str | None:
     try:
-        digests = [file_sha256(path) for path in item.paths]
+        digests = [storage.sha256(path) for path in item.paths]
     except OSError:
         return None
     return digests[0] if len(digests) == 1 else hashlib.sha256(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from mclcr_keras.data import storage
 from mclcr_keras.data.crops import CROP_MODES
 from mclcr_keras.data.schema import IMAGE_FORMATS
 from mclcr_keras.data.sources import FFPP_DEFAULT_METHODS
@@ -96,14 +97,23 @@ class BuildOptions:
         """One-line `UsageError` for the first bad value; checks no file but ``root``."""
         if not self.out:
             raise UsageError("--out is required")
-        check_output_dir(self.out, "--out")
+        remote = [(flag, path) for flag, path in (("--out", self.out), ("--root", self.root),
+                                                   ("--splits-dir", self.splits_dir))
+                  if path and storage.scheme_of(path)]
+        if remote and self.engine != "beam":
+            raise UsageError(f"{remote[0][0]} {remote[0][1]}: paths on other filesystems need "
+                             f"--engine beam")
+        remote_paths = {flag for flag, _ in remote}  # checked by the Beam engine, which can
+        if "--out" not in remote_paths:
+            check_output_dir(self.out, "--out")
         if self.is_merge:
             return
         if not self.root:
             raise UsageError(f"--root is required for source {self.source}")
-        if not os.path.isdir(self.root):
+        if "--root" not in remote_paths and not os.path.isdir(self.root):
             raise UsageError(f"--root {self.root} is not a directory")
-        if self.splits_dir is not None and not os.path.isdir(self.splits_dir):
+        if self.splits_dir is not None and "--splits-dir" not in remote_paths \
+                and not os.path.isdir(self.splits_dir):
             raise UsageError(f"--splits-dir {self.splits_dir} is not a directory")
         checks = [
             (self.compression in FFPP_COMPRESSIONS,
@@ -148,5 +158,5 @@ class BuildOptions:
         config = {name: values[name] for name in CONTENT_OPTIONS}
         for name in ("root", "splits_dir"):
             if config[name]:
-                config[name] = os.path.abspath(config[name])
+                config[name] = storage.abspath(config[name])
         return config
