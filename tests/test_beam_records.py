@@ -249,3 +249,32 @@ def test_other_filesystems_need_the_beam_engine(bucket, tmp_path, capsys):
     assert status == cli.EXIT_USAGE and len(err) == 1
     assert err[0] == ("build_records: error: --root testfs://bucket/in: paths on other "
                       "filesystems need --engine beam")
+
+
+def doc_commands(name: str) -> list[list[str]]:
+    """The ``python -m mclcr_keras.<tool> ... --engine beam -- ...`` commands of a docs page."""
+    import re
+    import shlex
+
+    text = (PROJECT / "docs" / name).read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    commands = []
+    for block in blocks:
+        for command in block.replace("\\\n", " ").splitlines():
+            if "--engine beam" in command and " -- " in command:
+                commands.append(shlex.split(command))
+    return commands
+
+
+def test_the_cluster_commands_of_the_docs_parse():
+    from mclcr_keras.beam.options import pipeline_options
+
+    commands = doc_commands("beam.md")
+    runners = set()
+    for words in commands:
+        assert words[:3] == ["python", "-m", "mclcr_keras.build_records"]
+        own, beam_args = cli.split_passthrough(words[3:])
+        build_records.build_parser().parse_args(own)  # exits on a flag of ours that is wrong
+        options = pipeline_options(beam_args, workers=2).get_all_options()
+        runners.add(options["runner"])
+    assert runners == {"DataflowRunner", "FlinkRunner", "SparkRunner"}
