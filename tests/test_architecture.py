@@ -21,6 +21,7 @@ ALLOWED = {
     "mclcr_keras.errors": set(),
     "mclcr_keras.files": {"mclcr_keras.errors"},
     "mclcr_keras.lazy": set(),
+    "mclcr_keras.quiet_tf": set(),
     "mclcr_keras.layers": set(),
     "mclcr_keras.metrics": set(),
     "mclcr_keras.losses": {"mclcr_keras.models.config"},
@@ -37,7 +38,8 @@ ALLOWED = {
                                       "mclcr_keras.training"},
     "mclcr_keras.serve": BASE | {"mclcr_keras.data", "mclcr_keras.inference"},
     # the Beam engines of build_records and predict: the same conversion and scoring pieces
-    "mclcr_keras.beam": BASE | {"mclcr_keras.data", "mclcr_keras.inference"},
+    "mclcr_keras.beam": BASE | {"mclcr_keras.data", "mclcr_keras.inference",
+                                "mclcr_keras.quiet_tf"},
     "mclcr_keras.demo": BASE | {"mclcr_keras.data", "mclcr_keras.models", "mclcr_keras.training",
                                 "mclcr_keras.inference", "mclcr_keras.evaluation",
                                 "mclcr_keras.viz"},

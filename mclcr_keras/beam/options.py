@@ -23,6 +23,7 @@ from mclcr_keras.errors import UsageError
 LOCAL_RUNNER = "DirectRunner"
 # Beam's local runner logs every SDK harness start and stop at INFO.
 _NOISY_LOGGERS = ("apache_beam", "__main__")
+_RELAY = "apache_beam.runners.portability.local_job_service"
 
 
 def missing_beam_message() -> str:
@@ -80,3 +81,6 @@ def quiet_beam(verbose: bool = False) -> None:
     """Beam's INFO chatter (harness start/stop lines) hidden unless ``verbose``."""
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # The local runner relays every worker's warnings through this logger, wrapped in a log
+    # proto; a failed input's reason is in failures.csv (the dead-letter output) already.
+    logging.getLogger(_RELAY).setLevel(logging.DEBUG if verbose else logging.ERROR)

@@ -37,6 +37,7 @@ import tempfile
 
 import apache_beam as beam
 
+from mclcr_keras import quiet_tf
 from mclcr_keras.beam import fs
 from mclcr_keras.beam.options import pipeline_options, quiet_beam
 from mclcr_keras.data import crops, schema
@@ -85,6 +86,7 @@ class ConvertInput(beam.DoFn):
         import cv2
 
         cv2.setNumThreads(1)  # one conversion per worker process, as the local engine
+        quiet_tf.import_tensorflow()  # the examples are serialized here
         self.converter = Converter(self.crop_options)
 
     def process(self, element):
