@@ -278,3 +278,30 @@ def test_the_cluster_commands_of_the_docs_parse():
         options = pipeline_options(beam_args, workers=2).get_all_options()
         runners.add(options["runner"])
     assert runners == {"DataflowRunner", "FlinkRunner", "SparkRunner"}
+
+
+def test_dfdc_part_with_an_unreadable_and_a_faceless_video(heads, tmp_path):
+    part = tmp_path / "dfdc" / "dfdc_train_part_0"
+    metadata = {}
+    for i in range(2):
+        make_video(part / f"real{i}.mp4", heads[0], frames=5, seed=i)
+        make_video(part / f"fake{i}.mp4", heads[1], frames=5, seed=20 + i)
+        metadata[f"real{i}.mp4"] = {"label": "REAL", "split": "train", "original": None}
+        metadata[f"fake{i}.mp4"] = {"label": "FAKE", "split": "train", "original": f"real{i}.mp4"}
+    (part / "unreadable.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
+    make_video(part / "faceless.mp4", None, frames=5, seed=3)
+    metadata["unreadable.mp4"] = {"label": "REAL", "split": "train", "original": None}
+    metadata["faceless.mp4"] = {"label": "FAKE", "split": "train", "original": "real0.mp4"}
+    (part / "metadata.json").write_text(json.dumps(metadata))
+    argv = ["dfdc", "--root", tmp_path / "dfdc", *OPTIONS]
+    assert run([*argv, "--out", tmp_path / "local"]) == cli.EXIT_PARTIAL
+    assert run([*argv, "--out", tmp_path / "beam", "--engine", "beam"]) == cli.EXIT_PARTIAL
+    local, beam = files_of(tmp_path / "local"), files_of(tmp_path / "beam")
+    assert sorted(local) == sorted(beam)
+    for name in local:
+        if name != "dataset.json":
+            assert beam[name] == local[name], name
+    failures = beam["failures.csv"].decode().splitlines()
+    assert len(failures) == 3  # header + the two
+    assert any("faceless.mp4" in row and "no face found" in row for row in failures)
+    assert any("unreadable.mp4" in row for row in failures)
