@@ -2,20 +2,28 @@
 
     python -m mclcr_keras.predict --model runs/ffpp/best.keras clip.mp4 face.jpg
     python -m mclcr_keras.predict --model serving/mclcr/1 videos/ --json predictions.json
+    python -m mclcr_keras.predict --engine beam --model serving/mclcr/1 'videos/**' \
+        --json-lines scores.jsonl [-- <Beam pipeline options>]
 
 Faces are detected and aligned exactly as build_records does; the library is
-`mclcr_keras.inference.predict`, the report format ``docs/predict.md``.
+`mclcr_keras.inference.predict` (``--engine beam``: `mclcr_keras.beam.scoring`), the report
+format ``docs/predict.md``.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
 from mclcr_keras import cli
+from mclcr_keras.errors import UsageError
 from mclcr_keras.inference.predict import PredictOptions
 
 DEFAULTS = PredictOptions(inputs=(), model="")
+ENGINES = ("local", "beam")
+# Arguments of the tool that are not PredictOptions.
+NOT_OPTIONS = ("verbose", "engine", "workers", cli.PASSTHROUGH)
 
 
 def build_parser() -> cli.Parser:
@@ -32,7 +40,8 @@ def build_parser() -> cli.Parser:
     )
     parser.add_argument("inputs", metavar="INPUT", nargs="+",
                         help="image or video files; a directory stands for the images and videos "
-                             "under it (recursively, sorted)")
+                             "under it (recursively, sorted); with --engine beam also globs and "
+                             "gs:// paths ('clips/*.mp4', 'gs://b/videos/**')")
     parser.add_argument("--model", required=True, metavar="PATH",
                         help="a .keras model (training's best.keras) or a SavedModel written by "
                              "export: its <base>/<version> directory, or <base> for the "
@@ -56,6 +65,17 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--json", metavar="OUT.json",
                         help="also write a JSON report with per-track and per-frame scores to "
                              "this file (default: no JSON, table only)")
+    parser.add_argument("--json-lines", metavar="OUT.jsonl",
+                        help="also write each file's entry of the JSON report as one line of "
+                             "this file, in input order, and the failed files to "
+                             "OUT.failures.jsonl (required with --engine beam)")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local: score here, file after file (default); beam: an Apache "
+                             "Beam pipeline (RunInference), on this machine's cores or on the "
+                             "runner given after --")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="--engine beam on the local runner: worker processes (default: "
+                             "all cores)")
     parser.add_argument("--min-track-frames", type=int, default=DEFAULTS.min_track_frames,
                         metavar="N",
                         help="drop a video's face tracks seen in fewer than N sampled frames "
@@ -75,11 +95,37 @@ def build_parser() -> cli.Parser:
                         metavar="SECONDS",
                         help="sample a longer video over its first SECONDS only (at most SECONDS "
                              "x fps frames decoded; default: %(default)s)")
+    cli.accept_passthrough(parser, "Beam (--engine beam)")
     return parser
 
 
 def options_from_args(args) -> PredictOptions:
-    return PredictOptions(**{k: v for k, v in vars(args).items() if k != "verbose"})
+    return PredictOptions(**{k: v for k, v in vars(args).items() if k not in NOT_OPTIONS})
+
+
+def check(args) -> None:
+    """The arguments' one-line errors, before TensorFlow is imported."""
+    options = options_from_args(args)
+    if args.engine == "beam":
+        from mclcr_keras.beam.options import require_beam
+
+        root = logging.getLogger()  # Beam's import warns there that BigQuery's client is absent
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            require_beam()
+        finally:
+            root.setLevel(level)
+        from mclcr_keras.beam import scoring
+
+        scoring.check(options, args.pipeline_args, args.workers, args.verbose)
+        return
+    if args.pipeline_args:
+        raise UsageError(f"arguments after -- ({' '.join(args.pipeline_args)}) are Beam pipeline "
+                         "options: they need --engine beam")
+    if args.workers is not None:
+        raise UsageError("--workers is for --engine beam")
+    options.validate()
 
 
 def main(argv: Sequence[str] | None = None, scorer=None) -> int:
@@ -94,12 +140,18 @@ def main(argv: Sequence[str] | None = None, scorer=None) -> int:
 
     def command(args) -> int:
         options = options_from_args(args)
+        if args.engine == "beam":
+            from mclcr_keras.beam import scoring as beam_scoring
+
+            files, failed = beam_scoring.score_files(options, args.pipeline_args, args.workers,
+                                                     args.verbose)
+            print(beam_scoring.summary(files, failed, options), flush=True)
+            return cli.EXIT_PARTIAL if failed else cli.EXIT_OK
         results = scoring.predict(options, scorer)
         print(scoring.summary(results, options), flush=True)
         return cli.EXIT_PARTIAL if any(r.error for r in results) else cli.EXIT_OK
 
-    return cli.run(build_parser(), command, argv,
-                   check=lambda args: options_from_args(args).validate())
+    return cli.run(build_parser(), command, argv, check=check)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,11 @@ followed across the frames (`mclcr_keras.data.tracks.track_input`); tracks seen 
 track's crops are scored in batches; a track's fake probability is the mean of its frames'
 (`mclcr_keras.inference.results`), the file's the max over its tracks (``aggregate="mean"``: their
 mean), and it is called FAKE when that is ``> threshold``. A missing, unreadable or faceless file
-gets a row saying why; the other files are still scored. The JSON report is described in
-``docs/predict.md``.
+gets a row saying why; the other files are still scored. The JSON report: ``docs/predict.md``.
 
 `score_path(path, scorer, options)` scores one file and returns its `FileResult` (``to_json()``:
-the file's report entry); `predict` runs it over the inputs, prints the table and writes the report.
+the file's report entry); `predict` runs it over the inputs, prints the table and writes the
+report; `outline_file` gives a file's crops to a scorer elsewhere (``predict --engine beam``).
 
 Example:
 
@@ -39,16 +39,21 @@ from mclcr_keras.data.limits import MAX_DURATION, MAX_PIXELS, MediaLimits, with_
 from mclcr_keras.data.media import IMAGE, VIDEO, media_kind, sniff_kind
 from mclcr_keras.data.tracks import TrackedInput, track_input
 from mclcr_keras.errors import UsageError
-from mclcr_keras.files import check_output_dir, check_output_file
+from mclcr_keras.files import check_output_dir
 from mclcr_keras.inference.results import (  # FileResult: part of this module's interface
     AGGREGATES,
     FileResult,
+    failed_result,
     score_tracks,
+    unscored,
 )
 from mclcr_keras.inference.verdicts import (  # summary: part of this module's interface
     Table,
+    check_report_path,
     resolve_threshold,
     summary,  # noqa: F401
+    threshold_for,
+    write_json_lines,
     write_report,
 )
 
@@ -76,6 +81,8 @@ class PredictOptions:
         crop: ``detect`` (find and align a face) or ``none`` (inputs are aligned crops).
         margin: crop side / face box side; the value the records were built with.
         json: also write the JSON report to this file.
+        json_lines: also write each file's report entry as one line of this file, and the failed
+            files to its sidecar (`mclcr_keras.inference.verdicts.write_json_lines`).
         min_track_frames: a video's face tracks seen in fewer sampled frames are dropped (capped
             at the frames sampled; not applied to an image, whose faces are one-frame tracks).
         aggregate: the file's probability from its tracks': ``max`` (the most suspicious face)
@@ -96,14 +103,16 @@ class PredictOptions:
     crop: str = "detect"
     margin: float = 1.3
     json: str | None = None
+    json_lines: str | None = None
     min_track_frames: int = 5
     aggregate: str = "max"
     explain: str | None = None
     max_pixels: int = MAX_PIXELS
     max_duration: float | None = MAX_DURATION
 
-    def validate(self) -> None:
-        """One-line `UsageError` for a bad value, a missing model or an unwritable report."""
+    def validate(self, remote: bool = False) -> None:
+        """One-line `UsageError` for a bad value, a missing model or an unwritable report;
+        ``remote`` (the Beam engine): ``model`` and ``json_lines`` may be ``gs://...`` too."""
         checks = [
             (self.frames >= 1, f"--frames must be >= 1, got {self.frames}"),
             (self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}"),
@@ -122,13 +131,10 @@ class PredictOptions:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
-        if not os.path.exists(self.model):
+        if not (remote and "://" in self.model) and not os.path.exists(self.model):
             raise UsageError(f"--model {self.model} does not exist")
-        if self.json:
-            check_output_file(self.json, "--json")
-            folder = os.path.dirname(os.path.abspath(self.json))
-            if not os.path.isdir(folder):
-                raise UsageError(f"--json {self.json}: folder {folder} does not exist")
+        check_report_path(self.json, "--json")
+        check_report_path(self.json_lines, "--json-lines", remote)
         if self.explain:
             check_output_dir(self.explain, "--explain")
 
@@ -228,6 +234,20 @@ def crop_file(path: str, cropper: Cropper) -> tuple[FileResult, TrackedInput | N
     return result, tracked
 
 
+def outline_file(path: str, cropper: Cropper) -> tuple[FileResult, list]:
+    """`crop_file` for a scorer elsewhere (`mclcr_keras.beam.scoring`): the result, its kept tracks
+    `unscored`, and their crops ``(S, S, 3)`` uint8 in the order `apply_scores` takes their scores.
+    Never raises: a failure is the result's ``error`` (then no crops)."""
+    try:
+        result, tracked = crop_file(path, cropper)
+    except Exception as error:  # one odd file must not end the run
+        return failed_result(path, error), []
+    if result.error:
+        return result, []
+    result.tracks = [unscored(track) for track in tracked.kept]
+    return result, [face.image for track in tracked.kept for face in track.items]
+
+
 # ------------------------------------------------------------------------------ scoring
 
 
@@ -255,9 +275,7 @@ def score_path(path: str, scorer, options: PredictOptions,
             score_tracks(result, tracked, scorer, options.batch_size, options.aggregate,
                          threshold)
     except Exception as error:  # one odd file must not end the run
-        logger.debug("scoring %s failed", path, exc_info=True)
-        reason = (str(error).strip().splitlines() or [""])[0]
-        result = FileResult(path=path, error=f"{type(error).__name__}: {reason}")
+        result = failed_result(path, error)
     return result
 
 
@@ -306,13 +324,7 @@ def predict(options: PredictOptions, scorer=None, stream=None) -> list[FileResul
     if scorer is None:
         scorer = load(options.model)
     image_size = int(scorer.image_size)
-    threshold = resolve_threshold(options.threshold, scorer)
-    if threshold[1]["from"] == "default":
-        logger.warning("%s carries no validation threshold (train writes best.threshold.json "
-                       "beside best.keras; export copies it): calling files at %.2f; pass "
-                       "--threshold to choose", options.model, threshold[0])
-    else:
-        logger.info("threshold %.4f (%s)", threshold[0], threshold[1]["from"])
+    threshold = threshold_for(options.threshold, scorer, options.model)
     if options.explain and getattr(scorer, "kind", "") != "keras":
         raise UsageError(f"--explain needs a .keras model (gradients); {options.model} is "
                          f"{getattr(scorer, 'kind', '') or 'not one'}")
@@ -328,4 +340,6 @@ def predict(options: PredictOptions, scorer=None, stream=None) -> list[FileResul
         results.append(result)
     if options.json:
         write_report(options.json, results, options, image_size, threshold)
+    if options.json_lines:
+        write_json_lines(options.json_lines, results)
     return results

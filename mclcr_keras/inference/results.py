@@ -17,12 +17,15 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 
 AGGREGATES = ("max", "mean")
+logger = logging.getLogger(__name__)
 
-__all__ = ["AGGREGATES", "FileResult", "TrackResult", "aggregate", "score_tracks"]
+__all__ = ["AGGREGATES", "FileResult", "TrackResult", "aggregate", "apply_scores", "score_keyed",
+           "failed_result", "score_tracks", "unscored"]
 
 
 def aggregate(probabilities, how: str) -> float:
@@ -131,6 +134,74 @@ class FileResult:
         }
 
 
+def failed_result(path: str, error: Exception) -> FileResult:
+    """The result of a file whose processing raised ``error`` (the traceback logged at DEBUG).
+
+    >>> failed_result("a.mp4", OSError("disk gone\\nmore")).error
+    'OSError: disk gone'
+    """
+    logger.debug("scoring %s failed", path, exc_info=True)
+    reason = (str(error).strip().splitlines() or [""])[0]
+    return FileResult(path=path, error=f"{type(error).__name__}: {reason}")
+
+
+def unscored(track) -> TrackResult:
+    """A kept `mclcr_keras.data.tracks.Track` as a `TrackResult` whose scores are still to come
+    (``probabilities`` empty, ``probability`` NaN, ``best_frame`` -1): what the crops of a file
+    are scored against, here (`score_tracks`) or on Beam workers (`mclcr_keras.beam.scoring`)."""
+    return TrackResult(
+        track_id=int(track.track_id), frames=[int(i) for i in track.frames],
+        boxes=[[int(v) for v in box] for box in track.boxes], probabilities=[], logits=[],
+        probability=float("nan"), detection_score=float(track.score), best_frame=-1)
+
+
+def apply_scores(result: FileResult, probabilities, logits, how: str,
+                 threshold: float) -> list[int]:
+    """Fills the `unscored` tracks of ``result`` with their crops' scores; sets the verdict.
+
+    Pure: the one place where per-crop outputs become track and file scores (the local and the
+    Beam engine both call it).
+
+    Args:
+        result: the file's result; ``tracks`` from `unscored`, in their order.
+        probabilities, logits: one per crop, track after track, each track's frames in order.
+        how: ``"max"`` or ``"mean"`` over the tracks (`aggregate`).
+        threshold: FAKE when the file's probability is ``> threshold``.
+
+    Returns:
+        Per track, the position in its frames of the best (first highest) probability.
+
+    Example:
+
+    >>> result = FileResult("a.mp4", tracks=[
+    ...     TrackResult(0, [0, 5], [[0, 0, 9, 9]] * 2, [], [], float("nan"), 1.0, -1),
+    ...     TrackResult(2, [5], [[20, 0, 29, 9]], [], [], float("nan"), 2.0, -1)])
+    >>> apply_scores(result, [0.25, 0.75, 0.9], [-1.1, 1.1, 2.2], "max", 0.5)
+    [1, 0]
+    >>> result.label, result.probability, result.tracks[0].probability, result.top_track
+    ('FAKE', 0.9, 0.5, 2)
+    """
+    probabilities = np.asarray(probabilities, np.float64).reshape(-1)
+    logits = np.asarray(logits, np.float64).reshape(-1)
+    expected = sum(len(t.frames) for t in result.tracks)
+    if not len(probabilities) == len(logits) == expected:
+        raise ValueError(f"{result.path}: {len(probabilities)} probabilities and {len(logits)} "
+                         f"logits for {expected} crops")
+    best, start = [], 0
+    for track in result.tracks:
+        stop = start + len(track.frames)
+        p = probabilities[start:stop]
+        best.append(int(np.argmax(p)))  # the first frame of the highest probability
+        track.probabilities = [float(v) for v in p]
+        track.logits = [float(v) for v in logits[start:stop]]
+        track.probability = float(p.mean())
+        track.best_frame = int(track.frames[best[-1]])
+        start = stop
+    result.probability = aggregate([t.probability for t in result.tracks], how)
+    result.label = "FAKE" if result.probability > threshold else "REAL"
+    return best
+
+
 def score_tracks(result: FileResult, tracked, scorer, batch_size: int, how: str,
                  threshold: float) -> FileResult:
     """Scores the kept tracks of ``tracked`` into ``result`` (tracks, probability, label).
@@ -142,25 +213,42 @@ def score_tracks(result: FileResult, tracked, scorer, batch_size: int, how: str,
         batch_size: crops per model call; the crops of all tracks are scored together.
         how: ``"max"`` or ``"mean"`` over the tracks (`aggregate`).
         threshold: FAKE when the file's probability is ``> threshold``.
+
+    Each track keeps its best frame's aligned crop (``best_crop``) and, when the frames were kept,
+    that RGB frame (``best_rgb``).
     """
     kept = tracked.kept
     crops = np.stack([face.image for track in kept for face in track.items])
     probabilities, logits = scorer.predict(crops.astype(np.float32), batch_size=batch_size)
-    probabilities = np.asarray(probabilities, np.float64).reshape(-1)
-    logits = np.asarray(logits, np.float64).reshape(-1)
-    result.tracks, start = [], 0
-    for track in kept:
-        stop = start + len(track.frames)
-        p = probabilities[start:stop]
-        best = int(np.argmax(p))  # the first frame of the highest probability
-        result.tracks.append(TrackResult(
-            track_id=track.track_id, frames=[int(i) for i in track.frames],
-            boxes=[[int(v) for v in box] for box in track.boxes],
-            probabilities=[float(v) for v in p], logits=[float(v) for v in logits[start:stop]],
-            probability=float(p.mean()), detection_score=float(track.score),
-            best_frame=int(track.frames[best]), best_crop=track.items[best].image,
-            best_rgb=tracked.frames.get(int(track.frames[best]))))
-        start = stop
-    result.probability = aggregate([t.probability for t in result.tracks], how)
-    result.label = "FAKE" if result.probability > threshold else "REAL"
+    result.tracks = [unscored(track) for track in kept]
+    best = apply_scores(result, probabilities, logits, how, threshold)
+    for track, source, position in zip(result.tracks, kept, best):
+        track.best_crop = source.items[position].image
+        track.best_rgb = tracked.frames.get(track.best_frame)
+    return result
+
+
+def score_keyed(result: FileResult, scores: dict, how: str, threshold: float) -> FileResult:
+    """`apply_scores` from scores keyed by crop: ``{(track_id, frame_index): (probability,
+    logit)}`` (a distributed scorer's output, in any order); a crop without its score is an
+    ``error`` on the file (nothing else is set).
+
+    Example:
+
+    >>> result = FileResult("a.png", kind="image",
+    ...                     tracks=[TrackResult(0, [0], [[0, 0, 9, 9]], [], [], 0.0, 1.0, -1)])
+    >>> score_keyed(result, {(0, 0): (0.25, -1.1)}, "max", 0.5).label
+    'REAL'
+    >>> score_keyed(FileResult("b.png", tracks=result.tracks), {}, "max", 0.5).error
+    'no score for 1 of 1 face crops (the model failed on them)'
+    """
+    wanted = [(t.track_id, frame) for t in result.tracks for frame in t.frames]
+    missing = sum(key not in scores for key in wanted)
+    if missing:
+        result.error = (f"no score for {missing} of {len(wanted)} face crops (the model failed "
+                        "on them)")
+        result.tracks = []
+        return result
+    apply_scores(result, [scores[k][0] for k in wanted], [scores[k][1] for k in wanted], how,
+                 threshold)
     return result

@@ -1,18 +1,29 @@
-"""What `predict` reports: the printed table, the JSON report, the summary line, and the threshold
-files are called with (`resolve_threshold`).
+"""What `predict` reports: the printed table, the JSON report, the JSON lines (one file's report
+entry per line, and the failed files' sidecar), the summary line, and the threshold files are
+called with (`resolve_threshold`). Both engines (local, ``mclcr_keras.beam.scoring``) write
+their JSON lines with `json_lines` and `failure_row`.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from mclcr_keras.files import write_json
+from mclcr_keras.errors import UsageError
+from mclcr_keras.files import check_output_file, write_atomic, write_json
 
+logger = logging.getLogger(__name__)
 # The decision threshold of a model that carries no validation threshold.
 FALLBACK_THRESHOLD = 0.5
 
-__all__ = ["FALLBACK_THRESHOLD", "Table", "resolve_threshold", "summary", "write_report"]
+__all__ = ["FALLBACK_THRESHOLD", "Table", "check_report_path", "failure_row", "failures_path",
+           "json_lines", "resolve_threshold", "summary", "summary_line", "threshold_for",
+           "write_json_lines", "write_report"]
+# Extensions of a --json-lines file that its failures sidecar keeps (``out.failures.jsonl``).
+LINES_EXTENSIONS = (".jsonl", ".ndjson", ".json")
 
 
 class Table:
@@ -69,6 +80,18 @@ def resolve_threshold(threshold: float | None, scorer) -> tuple[float, dict]:
     return FALLBACK_THRESHOLD, {"from": "default"}
 
 
+def threshold_for(threshold: float | None, scorer, model: str) -> tuple[float, dict]:
+    """`resolve_threshold`, logged: a warning when the model carries none (0.5 is used)."""
+    value, source = resolve_threshold(threshold, scorer)
+    if source["from"] == "default":
+        logger.warning("%s carries no validation threshold (train writes best.threshold.json "
+                       "beside best.keras; export copies it): calling files at %.2f; pass "
+                       "--threshold to choose", model, value)
+    else:
+        logger.info("threshold %.4f (%s)", value, source["from"])
+    return value, source
+
+
 def write_report(path: str, results: Sequence, options,
                  image_size: int, threshold: tuple[float, dict]) -> None:
     """The JSON report: options, a summary, and one entry per file (``docs/predict.md``)."""
@@ -92,12 +115,68 @@ def write_report(path: str, results: Sequence, options,
     write_json(path, report)
 
 
-def summary(results: Sequence, options) -> str:
-    """The last line of a run: files scored, failed, and where the JSON report is."""
-    failed = [r for r in results if r.error]
-    text = f"predict: scored {len(results) - len(failed)} of {len(results)} files"
+def check_report_path(path: str | None, flag: str, remote: bool = False) -> None:
+    """`UsageError` unless ``path`` (``None``: not asked for) can be written: a local file whose
+    folder exists, or with ``remote`` (``--json-lines`` of the Beam engine) also ``gs://...``."""
+    if path and "://" in path and not remote:
+        raise UsageError(f"{flag} {path}: a local file only (--json-lines with --engine beam "
+                         "may be on gs:// or s3://)")
+    if path and "://" not in path:
+        check_output_file(path, flag)
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"{flag} {path}: folder {folder} does not exist")
+
+
+def failures_path(path: str) -> str:
+    """The dead-letter sidecar of a ``--json-lines`` file: one line per file that failed.
+
+    >>> failures_path("out/scores.jsonl"), failures_path("gs://b/scores"), failures_path("s.json")
+    ('out/scores.failures.jsonl', 'gs://b/scores.failures.jsonl', 's.failures.json')
+    """
+    root, extension = os.path.splitext(path)
+    if extension.lower() in LINES_EXTENSIONS and "/" not in extension:
+        return f"{root}.failures{extension}"
+    return f"{path}.failures.jsonl"
+
+
+def failure_row(result) -> dict:
+    """A failed file's line of the failures sidecar: ``{path, kind, error}``."""
+    return {"path": result.path, "kind": result.kind, "error": result.error}
+
+
+def json_lines(rows: Iterable[dict]) -> str:
+    r"""JSON lines: one object per line, each line ended by a newline.
+
+    >>> json_lines([{"path": "a.png", "probability": 0.25}, {"path": "b.png"}])
+    '{"path": "a.png", "probability": 0.25}\n{"path": "b.png"}\n'
+    """
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def write_json_lines(path: str, results: Sequence) -> None:
+    """``--json-lines``: each file's report entry (`FileResult.to_json`) on its line, in the
+    order of ``results``, and the failed files' `failure_row` in `failures_path` (written even
+    when empty, so that it never belongs to an older run); both atomically."""
+    main = json_lines(r.to_json() for r in results)
+    failed = json_lines(failure_row(r) for r in results if r.error)
+    write_atomic(path, lambda handle: handle.write(main))
+    write_atomic(failures_path(path), lambda handle: handle.write(failed))
+
+
+def summary_line(files: int, failed: int, options) -> str:
+    """The last line of a run: files scored, failed, and where the reports are."""
+    text = f"predict: scored {files - failed} of {files} files"
     if failed:
-        text += f"; {len(failed)} failed"
-    if options.json:
+        text += f"; {failed} failed"
+    if getattr(options, "json", None):
         text += f"; JSON report in {options.json}"
+    lines = getattr(options, "json_lines", None)
+    if lines:
+        text += f"; JSON lines in {lines} (failures in {failures_path(lines)})"
     return text
+
+
+def summary(results: Sequence, options) -> str:
+    """`summary_line` of a run's results."""
+    return summary_line(len(results), sum(bool(r.error) for r in results), options)
