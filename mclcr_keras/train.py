@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from mclcr_keras import cli
 from mclcr_keras.models.config import ATTENTION_SCALES, VARIANTS
+from mclcr_keras.training.distribute import SLURM_PORT_BASE, SLURM_PORT_SPAN, SLURM_PORT_VARIABLE
 from mclcr_keras.training.options import DISTRIBUTE, TrainConfig
 
 DEFAULTS = TrainConfig(records="", out="")
@@ -79,8 +80,14 @@ def build_parser() -> cli.Parser:
     parser.add_argument("--distribute", default=d.distribute, choices=DISTRIBUTE,
                         help="none: one device; mirrored: all local GPUs (or CPUs) with "
                              "tf.distribute.MirroredStrategy; multiworker: "
-                             "MultiWorkerMirroredStrategy configured by TF_CONFIG "
-                             "(default: none)")
+                             "MultiWorkerMirroredStrategy on the cluster of TF_CONFIG or, "
+                             "without it, of the Slurm job step (srun; first port: "
+                             f"${SLURM_PORT_VARIABLE}, default {SLURM_PORT_BASE} + job id mod "
+                             f"{SLURM_PORT_SPAN}) (default: none)")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="compile the train step (and validation) with XLA; with "
+                             "--distribute none only (default: Keras' choice: XLA on a single "
+                             "GPU, not on CPU)")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="mixed_float16 on GPU, mixed_bfloat16 on CPU")
     parser.add_argument("--learning-rate", type=_finite_float, default=d.learning_rate,

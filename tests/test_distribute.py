@@ -1,5 +1,7 @@
 """MirroredStrategy on two logical CPUs gives the single-device step (loss, logs, new weights),
-and SupCon contrasts every replica's anchors with the whole global batch (NumPy reference).
+SupCon contrasts every replica's anchors with the whole global batch (NumPy reference), and
+`distribute_global_batches` gives replica r rows [r B/R, (r+1) B/R) of every global batch (the
+two-worker run of tests/test_multiworker.py relies on the same slicing).
 
 Logical devices must be configured before TensorFlow initialises its devices, so the comparison
 runs in a fresh interpreter: this file doubles as the worker script (`python test_distribute.py
@@ -63,6 +65,14 @@ def _worker(out_path: str) -> None:
         mirrored.set_weights(initial)
         mirrored.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05))
 
+    from mclcr_keras.training.distribute import distribute_global_batches
+
+    def global_batches():
+        return tf.data.Dataset.range(24).batch(BATCH).map(lambda x: (x, -x))
+
+    slices = [[t.numpy().tolist() for t in strategy.experimental_local_results(x)]
+              for x, _ in distribute_global_batches(strategy, global_batches, BATCH)]
+
     logs_single, before, after_single = one_step(single)
     logs_mirrored, before_m, after_mirrored = one_step(mirrored)
     names = [w.path for w in single.weights]
@@ -87,6 +97,7 @@ def _worker(out_path: str) -> None:
                 "single": logs_single,
                 "mirrored": logs_mirrored,
                 "weights": rows,
+                "slices": slices,
             }
         )
     )
@@ -106,6 +117,8 @@ def test_mirrored_two_replicas_match_single_device(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["replicas"] == 2
+    assert figures["slices"] == [[[0, 1, 2, 3], [4, 5, 6, 7]], [[8, 9, 10, 11], [12, 13, 14, 15]],
+                                 [[16, 17, 18, 19], [20, 21, 22, 23]]]
 
     for key in LOG_KEYS:
         expected = pytest.approx(figures["single"][key], rel=1e-4, abs=1e-5)

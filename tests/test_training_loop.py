@@ -1,5 +1,6 @@
 """`mclcr_keras.training` as a library: `TrainConfig`, the run folder, the callbacks, replica-safe
-validation batches, and `train` on a run that is already complete.
+validation batches, `train` on a run that is already complete, and XLA (`--jit-compile`) against
+the default train step.
 
 The training runs themselves (resume after ``kill -9``, NaN stop, MirroredStrategy) go through
 the command line, as a user runs them: tests/test_train_cli.py.
@@ -95,6 +96,11 @@ def test_validate_accepts_good_options(shard_layout, tmp_path):
         ({"weights": "missing.h5"}, "--weights file not found: missing.h5"),
         ({"flip": "no"}, "flip must be True or False (--no-flip turns it off), got 'no'"),
         ({"attention_scale": "d"}, "--attention-scale must be one of ('head', 'model'), got 'd'"),
+        ({"jit_compile": 1}, "jit_compile must be True or False, got 1"),
+        ({"jit_compile": True, "distribute": "mirrored"},
+         "--jit-compile needs --distribute none, got mirrored: XLA cannot compile the "
+         "distributed train step (the cross-replica all-gather of the SupCon batch, variables "
+         "on several devices); see docs/training.md"),
     ],
 )
 def test_validate_rejects_bad_options_with_one_line(shard_layout, tmp_path, changes, message):
@@ -112,9 +118,11 @@ def test_validate_checks_the_records_and_the_run_folder(shard_layout, tmp_path, 
         assert "\n" not in str(info.value)
         return str(info.value)
 
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for name in [n for n in os.environ if n.startswith("SLURM_")] + ["TF_CONFIG"]:
+        monkeypatch.delenv(name, raising=False)
     assert message(distribute="multiworker").startswith(
-        "--distribute multiworker needs the TF_CONFIG environment variable")
+        "--distribute multiworker needs the TF_CONFIG environment variable (the cluster and "
+        "this worker's task) or a Slurm job step started with srun")
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     assert message(out=str(a_file)) == f"--out {a_file} exists and is not a directory"
@@ -142,6 +150,7 @@ def test_record_is_what_config_json_stores(tmp_path, monkeypatch):
         "mixed_precision": True, "learning_rate": 0.01, "weight_decay": 1e-4,
         "steps_per_epoch": None, "validation_steps": None, "seed": 3, "flip": True,
         "attention_scale": "head", "precise_bn_batches": 32, "bn_momentum": None,
+        "jit_compile": False,
     }
     json.dumps(record)  # config.json stores it as it is
     assert TrainConfig(records="gs://b/r", out="o", weights="w.h5").record()["records"] == (
@@ -290,6 +299,10 @@ def test_resume_point_allows_only_more_epochs_or_other_hardware(tmp_path):
     _state().save(str(run))
     more = {**options, "epochs": 5, "distribute": "mirrored"}
     assert rd.config_differences({"training": options}, more) == []
+    # XLA compiles the same step: turning it on or off resumes, even a run from before it.
+    assert rd.config_differences({"training": options}, {**options, "jit_compile": True}) == []
+    older = {k: v for k, v in options.items() if k != "jit_compile"}
+    assert rd.config_differences({"training": older}, {**options, "jit_compile": True}) == []
     saved, state = rd.resume_point(str(run), more, 5)
     assert state == _state() and saved["training"] == options
 
@@ -487,3 +500,74 @@ def test_set_precision_sets_the_global_policy():
         assert keras.mixed_precision.global_policy().name == "float32"
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+# ------------------------------------------------------------------------------ XLA
+
+
+def test_the_jit_compile_flag_reaches_the_config():
+    from mclcr_keras import train
+
+    argv = ["--records", "r", "--out", "o"]
+    assert train.config_from_args(train.build_parser().parse_args(argv)).jit_compile is False
+    config = train.config_from_args(train.build_parser().parse_args([*argv, "--jit-compile"]))
+    assert config.jit_compile is True and config.record()["jit_compile"] is True
+
+
+@pytest.mark.slow
+def test_jit_compile_gives_the_default_train_steps(tiny_records):
+    """Three steps of the full model (FFT, Gram, attention, SupCon) with and without XLA.
+
+    Dropout is off: under XLA TensorFlow's stateless RNG draws other numbers for the same seed
+    (other dropout masks), so with dropout the two runs are different samples, not the same
+    computation. Without it the steps agree to float32 rounding: XLA fuses and reorders sums, so
+    the first loss (no update yet) agrees to ~1e-7 relative (measured 0 and 8.9e-8), and each
+    AdamW update from random weights amplifies the difference (measured 3.4e-5 and 6.4e-5 at
+    step 2, 1.9e-4 and 2.3e-3 at step 3, in two sessions with other starting weights). The
+    tolerances, 1e-5, 1e-3 and 1e-2 for steps 1-3, are above that and below the change of the
+    loss from one step to the next (> 1%; ~400% from step 1 to 2), which a wrong step would show.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from mclcr_keras.data import make_dataset
+    from mclcr_keras.models import MCLCRConfig
+    from mclcr_keras.training.loop import build_model
+
+    values = MCLCRConfig.smoke(dropout=0.0).to_dict()
+    # Three batches of the training stream, fixed (a new iterator of the stream reshuffles).
+    stream = make_dataset(tiny_records, "train", batch_size=8, training=True, image_size=64,
+                          seed=3)
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in stream.take(3)])
+    batches = tf.data.Dataset.from_tensor_slices((np.stack(images), np.stack(labels)))
+    losses, weights, starts = {}, {}, {}
+    for jit in (False, True):
+        keras.utils.set_random_seed(5)
+        model = build_model(values, "", None, tf.distribute.get_strategy(), jit_compile=jit)
+        starts[jit] = [w.numpy() for w in model.trainable_weights]
+        assert model.jit_compile is jit
+        # A checkpoint's compile config is a default run's (Keras' "auto": False on a CPU), so
+        # a model file does not carry --jit-compile to predict or evaluate.
+        assert model.get_compile_config()["jit_compile"] is False
+        history = model.fit(batches, epochs=3, steps_per_epoch=1, verbose=0)
+        losses[jit] = np.array(history.history["loss"])
+        weights[jit] = [w.numpy() for w in model.trainable_weights]
+    relative = np.abs(losses[True] - losses[False]) / losses[False]
+    print(f"losses {losses[False]} vs XLA {losses[True]}: relative diff {relative}")
+    assert np.all(relative < [1e-5, 1e-3, 1e-2]), (losses, relative)
+    assert np.min(np.abs(np.diff(losses[False])) / losses[False][1:]) > 1e-2  # steps move it
+
+    def norm(pairs) -> float:
+        return float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in pairs)))
+
+    assert norm(zip(starts[False], starts[True])) == 0.0
+    update = norm(zip(weights[False], starts[False]))
+    diff = norm(zip(weights[True], weights[False]))
+    max_abs = max(float(np.max(np.abs(a - b))) for a, b in zip(weights[False], weights[True]))
+    # AdamW normalises each gradient element, so rounding noise in a near-zero gradient becomes
+    # a step of up to the learning rate (1e-3) either way: measured |diff| / |update| = 0.08
+    # and 0.13 after three steps (max abs diff 4.4e-3, 4.7e-3); the losses are the sharper check.
+    print(f"trainable weights: |XLA - default| / |update| = {diff / update:.3g}, max abs diff "
+          f"{max_abs:.3g}")
+    assert diff < 0.25 * update, (diff, update)

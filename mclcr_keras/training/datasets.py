@@ -12,7 +12,7 @@ from typing import Any
 
 from mclcr_keras.data.splits import TRAIN, VAL
 from mclcr_keras.errors import UsageError
-from mclcr_keras.training.distribute import replica_safe_batches
+from mclcr_keras.training.distribute import distribute_global_batches, replica_safe_batches
 from mclcr_keras.training.validation import EpochValidation
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
                          "best.keras and the learning-rate schedule need both classes")
     sharding = tf.data.Options()
     if options["distribute"] == "multiworker":
-        # Every worker runs the whole pipeline and keeps its replicas' contiguous slices of each
-        # global batch (checked: worker 0 of 2 gets rows 0-3 of a batch of 8, worker 1 rows
-        # 4-7), so every replica's slice is balanced, as under MirroredStrategy.
+        # Validation: every worker runs the whole pipeline and tf.data keeps its replicas'
+        # contiguous slices of each batch (checked: worker 0 of 2 gets rows 0-3 of a batch of 8,
+        # worker 1 rows 4-7); the training stream is sliced explicitly (below).
         sharding.experimental_distribute.auto_shard_policy = (
             tf.data.experimental.AutoShardPolicy.DATA
         )
@@ -87,8 +87,17 @@ def make_datasets(options: dict[str, Any], strategy, epochs_done: int):
                                   ).take(options["precise_bn_batches"])
     validation = EpochValidation(balanced, balanced_steps, full, full_steps, full_labels,
                                  bn_batches=bn_batches)
-    train = make_dataset(records, TRAIN, batch_size=batch, training=True, image_size=size,
-                         seed=seed, flip=options["flip"]).with_options(sharding)
+
+    def training_batches():
+        return make_dataset(records, TRAIN, batch_size=batch, training=True, image_size=size,
+                            seed=seed, flip=options["flip"])
+
+    if options["distribute"] == "none":
+        train = training_batches()
+    else:
+        # Replica r of R gets rows [r B/R, (r+1) B/R) of every global batch, on one machine or
+        # several (each worker builds the same seeded stream and keeps its replicas' slices).
+        train = distribute_global_batches(strategy, training_batches, batch)
     resolved = {
         "steps_per_epoch": steps,
         "validation_steps": balanced_steps,

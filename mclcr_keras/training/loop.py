@@ -18,6 +18,7 @@ outcome.state.epochs_done        # 1: the smoke preset trains one epoch
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import logging
 import os
@@ -74,6 +75,8 @@ class TrainOutcome:
         epochs: the epochs asked for.
         already_done: the run folder had completed every epoch before this call.
         chief: this process wrote the run folder (always, except multi-worker non-chiefs).
+        model: the trained model, in memory (`None` when nothing was trained); on every worker
+            of a multi-worker run, e.g. to compare the workers' weights.
     """
 
     run_dir: str
@@ -81,22 +84,47 @@ class TrainOutcome:
     epochs: int
     already_done: bool = False
     chief: bool = True
+    model: Any = dataclasses.field(default=None, repr=False, compare=False)
 
 
-def build_model(config_values: dict[str, Any], run_dir: str, state, strategy):
-    """A compiled MC-LCR model: new, or restored with its optimizer state from a checkpoint."""
+def build_model(config_values: dict[str, Any], run_dir: str, state, strategy,
+                jit_compile: bool = False):
+    """A compiled MC-LCR model: new, or restored with its optimizer state from a checkpoint.
+
+    `jit_compile` turns XLA on for its train, test and predict steps (`False`: Keras' "auto").
+    It is set on the model after `compile`, so the compile config saved in the checkpoints is a
+    default run's: a model file does not carry ``--jit-compile`` into `predict` or `evaluate`.
+    """
     from mclcr_keras.models import MCLCR, MCLCRConfig, build_mclcr
 
     config = MCLCRConfig.from_dict(config_values)
     with strategy.scope():
         if state is None:
-            return build_mclcr(config)
-        # The checkpoint holds every weight: no need to fetch the backbone weights again.
-        model = MCLCR(config, load_backbone_weights=False)
-        model.compile()
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(os.path.join(run_dir, state.checkpoint))
-        return model
+            model = build_mclcr(config)
+        else:
+            # The checkpoint holds every weight: no need to fetch the backbone weights again.
+            model = MCLCR(config, load_backbone_weights=False)
+            model.compile()
+            model.optimizer.build(model.trainable_variables)
+            model.load_weights(os.path.join(run_dir, state.checkpoint))
+    if jit_compile:
+        model.jit_compile = True  # Keras warns and keeps False if a layer cannot be compiled
+    return model
+
+
+def worker_scratch(run_dir: str, strategy) -> str:
+    """The folder a non-chief worker saves into instead of RUN_DIR: emptied now, deleted after.
+
+    One fixed name per run folder and task (in the temporary folder, never in RUN_DIR), so a
+    worker restarted after ``kill -9`` on the same machine removes what the killed one left.
+    """
+    resolver = strategy.cluster_resolver
+    digest = hashlib.sha1(os.path.abspath(run_dir).encode()).hexdigest()[:12]
+    folder = os.path.join(tempfile.gettempdir(), f"mclcr-worker-{digest}-{resolver.task_type}-"
+                                                 f"{resolver.task_id}")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    return folder
 
 
 def write_config(run_dir: str, saved, model_values, options, resolved, command: str) -> None:
@@ -216,19 +244,20 @@ def _train_locked(config: TrainConfig, command: str) -> TrainOutcome:
         raise UsageError(" ".join(str(error).split())) from None
     resolved.update(dtype_policy=policy, strategy=description)
     try:
-        model = build_model(model_values, run_dir, state, strategy)
+        model = build_model(model_values, run_dir, state, strategy, config.jit_compile)
     except BackboneWeightsError as error:
         raise UsageError(str(error)) from None
     except (OSError, ValueError) as error:
         what = f"the checkpoint of {run_dir}" if state else "the model"
         raise UsageError(f"cannot build {what}: {' '.join(str(error).split())[:400]}") from None
+    resolved["jit_compile"] = bool(model.jit_compile)  # what ran: Keras resolves "auto"
     if config.distribute == "multiworker":
         build_from_local_slice(model)
         patch_multi_worker_log_reduction()
 
     # Only the chief writes RUN_DIR; other workers save into a scratch folder (saving may run
     # collective ops that every worker must join) that is deleted at the end.
-    write_dir = run_dir if chief else tempfile.mkdtemp(prefix="mclcr_worker_")
+    write_dir = run_dir if chief else worker_scratch(run_dir, strategy)
     os.makedirs(write_dir, exist_ok=True)
     if chief:
         write_config(run_dir, saved, model_values, options, resolved, command)
@@ -267,4 +296,4 @@ def _train_locked(config: TrainConfig, command: str) -> TrainOutcome:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
     return TrainOutcome(run_dir, callbacks[-1].state if chief else None, config.epochs,
-                        chief=chief)
+                        chief=chief, model=model)

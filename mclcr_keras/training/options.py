@@ -31,16 +31,18 @@ from mclcr_keras.data.splits import TRAIN, VAL
 from mclcr_keras.errors import UsageError
 from mclcr_keras.files import check_output_dir
 from mclcr_keras.models.config import ATTENTION_SCALES, VARIANTS
+from mclcr_keras.training.distribute import cluster_source
 
 DISTRIBUTE = ("none", "mirrored", "multiworker")
 # The paper's schedule (Section 4.1).
 REDUCE_LR = {"monitor": "val_loss", "factor": 0.5, "patience": 5}
-# Options that may change between the runs of one run folder: train longer, or on other hardware.
-RESUMABLE_CHANGES = ("epochs", "distribute")
+# Options that may change between the runs of one run folder: train longer, or on other hardware
+# (XLA compiles the same step; it does not change the math beyond float rounding).
+RESUMABLE_CHANGES = ("epochs", "distribute", "jit_compile")
 # Options added after run folders were first written, with the value those runs used: an older
 # config.json without the key is read as holding this value when a resume compares options.
 ADDED_OPTIONS = {"flip": True, "attention_scale": "head", "precise_bn_batches": 0,
-                 "bn_momentum": None}
+                 "bn_momentum": None, "jit_compile": False}
 
 
 @dataclasses.dataclass
@@ -56,7 +58,8 @@ class TrainConfig:
         image_size: face crop side in pixels, a multiple of 16.
         weights: Xception initialisation: ``imagenet``, ``none`` or a local ``.h5`` file.
         distribute: ``none``, ``mirrored`` (all local GPUs or CPUs) or ``multiworker``
-            (TF_CONFIG).
+            (the cluster of ``TF_CONFIG`` or of a Slurm job step,
+            `mclcr_keras.training.distribute.cluster_source`).
         mixed_precision: mixed_float16 on GPU, mixed_bfloat16 on CPU.
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
@@ -72,6 +75,9 @@ class TrainConfig:
             moving averages; `mclcr_keras.training.validation`).
         bn_momentum: momentum of every BatchNorm layer's moving averages (``None``: Keras'
             0.99).
+        jit_compile: compile the train, test and predict steps with XLA (``False``: Keras'
+            ``"auto"``, which is XLA on a single GPU and not on a CPU or under tf.distribute);
+            ``--distribute none`` only: XLA cannot compile the distributed step.
     """
 
     records: str
@@ -92,6 +98,7 @@ class TrainConfig:
     attention_scale: str = "head"
     precise_bn_batches: int = 32
     bn_momentum: float | None = None
+    jit_compile: bool = False
 
     @classmethod
     def smoke(cls, records: str, out: str, **overrides) -> TrainConfig:
@@ -148,11 +155,16 @@ class TrainConfig:
                 )
             if not os.path.isfile(weights):
                 raise UsageError(f"--weights file not found: {weights}")
-        if self.distribute == "multiworker" and not os.environ.get("TF_CONFIG"):
+        if not isinstance(self.jit_compile, bool):
+            raise UsageError(f"jit_compile must be True or False, got {self.jit_compile!r}")
+        if self.jit_compile and self.distribute != "none":
             raise UsageError(
-                "--distribute multiworker needs the TF_CONFIG environment variable (the cluster "
-                "and this worker's task); see docs/training.md"
+                f"--jit-compile needs --distribute none, got {self.distribute}: XLA cannot "
+                "compile the distributed train step (the cross-replica all-gather of the SupCon "
+                "batch, variables on several devices); see docs/training.md"
             )
+        if self.distribute == "multiworker":
+            cluster_source()
         check_output_dir(self.out, "--out")
         check_records(self.records)
 
