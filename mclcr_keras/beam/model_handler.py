@@ -14,32 +14,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 
+from mclcr_keras import quiet_tf
 
-def _import_tensorflow_quietly() -> None:
-    """TensorFlow imported with its native start-up lines (CUDA probe, oneDNN notice: C++ writes
-    them to file descriptor 2 before any log level applies) dropped, when TF_CPP_MIN_LOG_LEVEL
-    asks for quiet (predict sets it unless --verbose; Beam's workers inherit it). What the
-    command-line shell does in the launching process, here for the worker processes."""
-    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") < "1":
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "wb") as null:
-        os.dup2(null.fileno(), 2)
-        try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-_import_tensorflow_quietly()
+# TensorFlow imported without its native start-up lines when TF_CPP_MIN_LOG_LEVEL asks for quiet
+# (predict sets it unless --verbose; Beam's worker processes inherit it).
+quiet_tf.import_tensorflow(verbose=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") == "0")
 
 import numpy as np  # noqa: E402
 from apache_beam.ml.inference.base import PredictionResult  # noqa: E402
