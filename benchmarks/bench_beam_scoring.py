@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
+
 GOAL = 1.5
 FFPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "ffpp_mini"
 
@@ -164,7 +166,7 @@ def run(args) -> dict:
             "median_wall_cpu_seconds": medians, "samples": samples,
             "ratio_wall": medians["beam"][0] / medians["predict"][0],
             "ratio_cpu": medians["beam"][1] / medians["predict"][1],
-            "load_average": os.getloadavg(), "cpu_count": os.cpu_count()}
+            **common.machine()}
 
 
 def main(argv=None) -> int:
@@ -179,12 +181,7 @@ def main(argv=None) -> int:
           f"{result['ratio_wall']:.3f} wall, {result['ratio_cpu']:.3f} CPU "
           f"({'meets' if result['ratio_wall'] <= GOAL else 'misses'} <= {GOAL}); outputs "
           f"equal to {result['max_difference']:.1e}")
-    print(f"(load average {', '.join(f'{v:.1f}' for v in result['load_average'])} on "
-          f"{result['cpu_count']} CPUs)")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return 0
+    return common.finish(result, args.json)
 
 
 if __name__ == "__main__":

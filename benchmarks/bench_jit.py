@@ -27,6 +27,8 @@ import statistics
 import sys
 import time
 
+import common
+
 logger = logging.getLogger(__name__)
 
 
@@ -115,10 +117,7 @@ def time_size(image_size: int, args) -> dict:
         models[name] = model
 
     def step(name: str) -> tuple[float, float]:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        logs = models[name].train_on_batch(images, labels, return_dict=True)
-        float(logs["loss"])  # synchronise
-        return time.perf_counter() - start, time.process_time() - start_cpu
+        return common.timed_train_step(models[name], images, labels)
 
     for _ in range(args.warmup):
         for name in models:

@@ -24,6 +24,8 @@ import statistics
 import sys
 import time
 
+import common
+
 from mclcr_keras.models.config import VARIANTS as MODEL_VARIANTS
 
 logger = logging.getLogger(__name__)
@@ -77,10 +79,7 @@ def time_variants(args) -> dict[str, dict[str, float]]:
         logger.info("built %s in %.1f s", variant, time.perf_counter() - start)
 
     def step(variant: str) -> tuple[float, float]:
-        start, start_cpu = time.perf_counter(), time.process_time()
-        logs = models[variant].train_on_batch(images, labels, return_dict=True)
-        float(logs["loss"])  # synchronise
-        return time.perf_counter() - start, time.process_time() - start_cpu
+        return common.timed_train_step(models[variant], images, labels)
 
     for round_index in range(args.warmup):
         for variant in variants:

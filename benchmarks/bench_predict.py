@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import os
 import shutil
@@ -36,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import common
 
 GOAL = 1.2
 FFPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "ffpp_mini"
@@ -174,7 +175,7 @@ def run(args) -> dict:
     return {"model": args.model or f"build_mclcr(image_size={args.image_size}, weights=None)",
             "image_size": int(scorer.image_size), "frames": args.frames,
             "batch_size": args.batch_size, "rounds": args.rounds, "goal": GOAL,
-            "load_average": os.getloadavg(), "cpu_count": os.cpu_count(), "videos": results}
+            **common.machine(), "videos": results}
 
 
 def main(argv=None) -> int:
@@ -193,12 +194,7 @@ def main(argv=None) -> int:
               f"{m['predict'][1]:.2f} | ratio {entry['ratio_wall']:.3f} wall, "
               f"{entry['ratio_cpu']:.3f} CPU "
               f"({'meets' if entry['ratio_wall'] <= GOAL else 'misses'} <= {GOAL})")
-    print(f"(load average {', '.join(f'{v:.1f}' for v in result['load_average'])} on "
-          f"{result['cpu_count']} CPUs)")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return 0
+    return common.finish(result, args.json)
 
 
 if __name__ == "__main__":

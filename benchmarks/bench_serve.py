@@ -40,6 +40,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import common
+
 GOAL = 1.10
 CLIENTS = (1, 2, 4)
 
@@ -217,7 +219,7 @@ def measure(args, work: str) -> dict:
     return {"model": args.model or f"build_mclcr(image_size={args.image_size}, weights=None)",
             "workers": args.workers, "frames": args.frames, "clip_frames": args.clip_frames,
             "rounds": args.rounds, "rows": rows, "overhead_p50_at_1_client": overhead,
-            "goal": GOAL, "load_average": os.getloadavg(), "cpu_count": os.cpu_count()}
+            "goal": GOAL, **common.machine()}
 
 
 def main(argv=None) -> int:
@@ -238,12 +240,7 @@ def main(argv=None) -> int:
         verdict = "meets" if ratio <= GOAL else "misses"
         print(f"{kind}: service / in-process p50 at 1 client = {ratio:.3f} ({verdict} the goal "
               f"<= {GOAL})")
-    print(f"(load average {', '.join(f'{v:.1f}' for v in result['load_average'])} on "
-          f"{result['cpu_count']} CPUs)")
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=2)
-    return 0
+    return common.finish(result, args.json)
 
 
 if __name__ == "__main__":
