@@ -23,7 +23,8 @@ from collections.abc import Sequence
 
 from mclcr_keras import cli
 from mclcr_keras.data.sources import SOURCES
-from mclcr_keras.data.writer.options import ENGINES, MERGE, BuildOptions
+from mclcr_keras.data.storage import ENGINES
+from mclcr_keras.data.writer.options import MERGE, BuildOptions
 
 DEFAULTS = BuildOptions(source="folder")
 

@@ -12,16 +12,15 @@ format ``docs/predict.md``.
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 
 from mclcr_keras import cli
+from mclcr_keras.data.storage import ENGINES
 from mclcr_keras.errors import UsageError
 from mclcr_keras.inference.predict import PredictOptions
 
 DEFAULTS = PredictOptions(inputs=(), model="")
-ENGINES = ("local", "beam")
 # Arguments of the tool that are not PredictOptions.
 NOT_OPTIONS = ("verbose", "engine", "workers", cli.PASSTHROUGH)
 
@@ -109,13 +108,7 @@ def check(args) -> None:
     if args.engine == "beam":
         from mclcr_keras.beam.options import require_beam
 
-        root = logging.getLogger()  # Beam's import warns there that BigQuery's client is absent
-        level = root.level
-        root.setLevel(logging.ERROR)
-        try:
-            require_beam()
-        finally:
-            root.setLevel(level)
+        require_beam()
         from mclcr_keras.beam import scoring
 
         scoring.check(options, args.pipeline_args, args.workers, args.verbose)

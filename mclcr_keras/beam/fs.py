@@ -23,6 +23,8 @@ import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
 
+from mclcr_keras.data import storage
+
 _CHUNK = 8 << 20
 
 
@@ -44,7 +46,7 @@ def _create(path: str):
 
 def is_local(path: str) -> bool:
     """A path of this machine's filesystem (no ``scheme://``)."""
-    return "://" not in path
+    return storage.scheme_of(path) is None
 
 
 def join(base: str, *parts: str) -> str:

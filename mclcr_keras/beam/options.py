@@ -33,10 +33,15 @@ def missing_beam_message() -> str:
 
 def require_beam() -> None:
     """Raises `UsageError` with the install command when Apache Beam is not installed."""
+    root = logging.getLogger()  # Beam's import warns there that BigQuery's client is absent
+    level = root.level
+    root.setLevel(logging.ERROR)
     try:
         import apache_beam  # noqa: F401
     except ImportError:
         raise UsageError(missing_beam_message()) from None
+    finally:
+        root.setLevel(level)
 
 
 def _given(args: Sequence[str], name: str) -> bool:
@@ -51,7 +56,7 @@ def pipeline_options(args: Sequence[str], workers: int, verbose: bool = False):
         workers: SDK worker processes of the local runner (``--direct_num_workers``), used only
             when ``args`` names no runner and no ``--direct_num_workers``.
         verbose: keep the SDK workers' INFO lines (else ``--default_sdk_harness_log_level``
-            WARNING, unless ``args`` sets it).
+            ERROR, unless ``args`` sets it).
 
     Raises:
         UsageError: Beam is not installed, or an argument Beam does not know.
@@ -67,11 +72,18 @@ def pipeline_options(args: Sequence[str], workers: int, verbose: bool = False):
         if not _given(args, "direct_num_workers"):
             args.append(f"--direct_num_workers={int(workers)}")
     if not verbose and not _given(args, "default_sdk_harness_log_level"):
-        args.append("--default_sdk_harness_log_level=WARNING")
-    options = PipelineOptions(args)
-    unknown = [a for a in options.get_all_options(retain_unknown_options=True,
-                                                   drop_default=True)
-               if a not in options.get_all_options()]
+        args.append("--default_sdk_harness_log_level=ERROR")
+    # Beam warns once per parse about an unknown flag; the UsageError below says it once.
+    parser_log = logging.getLogger("apache_beam.options.pipeline_options")
+    level = parser_log.level
+    parser_log.setLevel(logging.ERROR)
+    try:
+        options = PipelineOptions(args)
+        unknown = [a for a in options.get_all_options(retain_unknown_options=True,
+                                                       drop_default=True)
+                   if a not in options.get_all_options()]
+    finally:
+        parser_log.setLevel(level)
     if unknown:
         raise UsageError(f"unknown Beam pipeline option {unknown[0]!r} after --")
     return options

@@ -87,19 +87,8 @@ def check(options: PredictOptions, pipeline_args: Sequence[str] = (), workers: i
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be >= 1, got {workers}")
     options.validate(remote=True)
-    args = list(pipeline_args)
-    local = not any(a == "--runner" or a.startswith("--runner=") for a in args)
-    if local and not verbose and not any("sdk_harness_log_level" in a for a in args):
-        args.append("--default_sdk_harness_log_level=ERROR")
     quiet_beam(verbose)
-    # Beam warns once per parse about an unknown flag; the UsageError below says it once.
-    parser_log = logging.getLogger("apache_beam.options.pipeline_options")
-    level = parser_log.level
-    parser_log.setLevel(logging.ERROR)
-    try:
-        return pipeline_options(args, workers or os.cpu_count() or 1)
-    finally:
-        parser_log.setLevel(level)
+    return pipeline_options(pipeline_args, workers or os.cpu_count() or 1, verbose)
 
 
 def expand_paths(inputs: Sequence[str]) -> list[str]:
@@ -277,7 +266,7 @@ def score_files(options: PredictOptions, pipeline_args: Sequence[str] = (),
     beam_options = check(options, pipeline_args, workers, verbose)
     paths = expand_paths(options.inputs)
     scorer = launch_model(options.model)
-    model = options.model if "://" in options.model else scorer.path  # what the workers load
+    model = scorer.path if fs.is_local(options.model) else options.model  # what workers load
     threshold = threshold_for(options.threshold, scorer, options.model)[0]
     image_size = int(scorer.image_size)
     del scorer

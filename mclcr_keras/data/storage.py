@@ -38,6 +38,9 @@ class Backend(Protocol):
 
 
 _BACKENDS: dict[str, Backend] = {}
+# Where build_records and predict run: here (local paths only), or as an Apache Beam pipeline
+# (`mclcr_keras.beam`), which registers Beam's filesystems for remote paths.
+ENGINES = ("local", "beam")
 
 
 def register(scheme: str, backend: Backend) -> None:

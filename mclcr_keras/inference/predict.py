@@ -37,6 +37,7 @@ from mclcr_keras.data.crops import CROP_MODES
 from mclcr_keras.data.faces import FaceAligner
 from mclcr_keras.data.limits import MAX_DURATION, MAX_PIXELS, MediaLimits, with_limits
 from mclcr_keras.data.media import IMAGE, VIDEO, media_kind, sniff_kind
+from mclcr_keras.data.storage import scheme_of
 from mclcr_keras.data.tracks import TrackedInput, track_input
 from mclcr_keras.errors import UsageError
 from mclcr_keras.files import check_output_dir
@@ -131,7 +132,7 @@ class PredictOptions:
         for ok, message in checks:
             if not ok:
                 raise UsageError(message)
-        if not (remote and "://" in self.model) and not os.path.exists(self.model):
+        if not (remote and scheme_of(self.model)) and not os.path.exists(self.model):
             raise UsageError(f"--model {self.model} does not exist")
         check_report_path(self.json, "--json")
         check_report_path(self.json_lines, "--json-lines", remote)

@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 
+from mclcr_keras.data.storage import scheme_of
 from mclcr_keras.errors import UsageError
 from mclcr_keras.files import check_output_file, write_atomic, write_json
 
@@ -118,10 +119,10 @@ def write_report(path: str, results: Sequence, options,
 def check_report_path(path: str | None, flag: str, remote: bool = False) -> None:
     """`UsageError` unless ``path`` (``None``: not asked for) can be written: a local file whose
     folder exists, or with ``remote`` (``--json-lines`` of the Beam engine) also ``gs://...``."""
-    if path and "://" in path and not remote:
+    if path and scheme_of(path) and not remote:
         raise UsageError(f"{flag} {path}: a local file only (--json-lines with --engine beam "
                          "may be on gs:// or s3://)")
-    if path and "://" not in path:
+    if path and not scheme_of(path):
         check_output_file(path, flag)
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):

@@ -22,12 +22,11 @@ from mclcr_keras.data.crops import CROP_MODES
 from mclcr_keras.data.schema import IMAGE_FORMATS
 from mclcr_keras.data.sources import FFPP_DEFAULT_METHODS
 from mclcr_keras.data.sources.ffpp import FFPP_COMPRESSIONS
+from mclcr_keras.data.storage import ENGINES
 from mclcr_keras.errors import UsageError
 from mclcr_keras.files import check_output_dir
 
 MERGE = "merge"
-# Where the conversion runs: this machine's worker processes, or an Apache Beam pipeline.
-ENGINES = ("local", "beam")
 # Options that change the records: a resumed build must use the same values.
 CONTENT_OPTIONS = ("source", "root", "compression", "methods", "splits_dir", "split_fractions",
                    "dataset_name", "frames", "size", "margin", "image_format", "jpeg_quality",
