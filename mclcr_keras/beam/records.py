@@ -209,12 +209,7 @@ def _prepare(options: BuildOptions) -> None:
     config_path = fs.join(out, local.WORK, local.CONFIG)
     config = options.content_config()
     if fs.exists(config_path):
-        previous = json.loads(fs.read_bytes(config_path))
-        changed = [n for n in config if previous.get(n) != config[n]]
-        if changed:
-            raise UsageError(f"cannot resume: --{changed[0].replace('_', '-')} was "
-                             f"{previous.get(changed[0])!r}, now {config[changed[0]]!r}; use the "
-                             f"same options or a new --out")
+        local.check_same_content(json.loads(fs.read_bytes(config_path)), config)
     else:
         fs.write_bytes(config_path, json.dumps(config).encode("utf-8"))
 

@@ -92,16 +92,21 @@ def prepare_out(target: str, options: BuildOptions) -> None:
         raise UsageError(f"cannot resume in {target}: it is not a build_records output")
 
 
+def check_same_content(previous: dict, config: dict) -> None:
+    """`UsageError` when a resumed build's content options differ from the interrupted one's
+    (``WORK/config.json``; both engines)."""
+    changed = [name for name in CONTENT_OPTIONS if previous.get(name) != config.get(name)]
+    if changed:
+        name = changed[0]
+        raise UsageError(
+            f"cannot resume: --{name.replace('_', '-')} was {previous.get(name)!r}, now "
+            f"{config.get(name)!r}; use the same options or a new --out")
+
+
 def _check_resume_config(work_dir: str, config: dict) -> None:
     path = os.path.join(work_dir, CONFIG)
     if os.path.isfile(path):
-        previous = read_json(path)
-        changed = [name for name in CONTENT_OPTIONS if previous.get(name) != config.get(name)]
-        if changed:
-            name = changed[0]
-            raise UsageError(
-                f"cannot resume: --{name.replace('_', '-')} was {previous.get(name)!r}, now "
-                f"{config.get(name)!r}; use the same options or a new --out")
+        check_same_content(read_json(path), config)
     else:
         write_json(path, config)
 
